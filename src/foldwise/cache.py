@@ -1,0 +1,87 @@
+"""Decode every image once into a uint8 NHWC array on disk, memory-mapped by every later stage.
+
+Policy: every image becomes 3-channel RGB (grayscale, palette and RGBA are converted), and an image
+whose size differs from the recipe's `image_size` is resized so its shorter side fits, then
+center-cropped to a square. The same policy is applied to train and test, so they never mismatch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from foldwise.errors import FoldwiseError
+from foldwise.fileio import atomic_path
+from foldwise.progress import progress
+
+CHUNK = 256  # images per worker task
+
+
+def decode_image(path: Path, size: int) -> np.ndarray:
+    """One image file -> (size, size, 3) uint8, shorter side resized then center-cropped."""
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            if im.size != (size, size):
+                w, h = im.size
+                scale = size / min(w, h)
+                nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+                im = im.resize((nw, nh), Image.Resampling.BICUBIC)
+                left, top = (nw - size) // 2, (nh - size) // 2
+                im = im.crop((left, top, left + size, top + size))
+            return np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise FoldwiseError(f"{path}: cannot decode this image ({e}). Replace or remove the file.") from e
+
+
+def _decode_chunk(args: tuple[list[Path], int]) -> np.ndarray:
+    paths, size = args
+    return np.stack([decode_image(p, size) for p in paths])
+
+
+def cache_key(paths: Sequence[Path], size: int) -> str:
+    """Content key: file names, byte sizes, mtimes and target size; any change gives a new cache file."""
+    digest = hashlib.sha256(f"v1 size={size} n={len(paths)}".encode())
+    for p in paths:
+        st = os.stat(p)
+        digest.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def decode_images(paths: Sequence[Path], size: int, out: np.ndarray, desc: str, workers: int) -> None:
+    """Fill `out` with decoded images, in parallel worker processes when there are enough of them."""
+    chunks = [(list(paths[i : i + CHUNK]), size) for i in range(0, len(paths), CHUNK)]
+    bar = progress(total=len(paths), desc=desc, unit="img")
+    if workers <= 1 or len(chunks) <= 1:
+        results = map(_decode_chunk, chunks)
+        pool = None
+    else:
+        pool = ProcessPoolExecutor(max_workers=workers)
+        results = pool.map(_decode_chunk, chunks)
+    try:
+        for i, batch in enumerate(results):
+            out[i * CHUNK : i * CHUNK + len(batch)] = batch
+            bar.update(len(batch))
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+def cached_images(paths: Sequence[Path], size: int, cache_dir: Path, split: str, workers: int | None = None):
+    """(N, size, size, 3) uint8 array for `paths`, decoded once and memory-mapped from `cache_dir`."""
+    path = Path(cache_dir) / f"{split}-{size}px-{cache_key(paths, size)}.npy"
+    if not path.exists():
+        workers = workers or min(os.cpu_count() or 1, 8)
+        with atomic_path(path) as tmp:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
+            decode_images(paths, size, out, desc=f"decode {split} {size}px", workers=workers)
+            out.flush()
+            del out
+    return np.load(path, mmap_mode="r")

@@ -1,0 +1,143 @@
+"""One entry point, one subcommand per stage: parses arguments, calls the stage's function, prints the outcome."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from foldwise.errors import FoldwiseError
+from foldwise.workspace import Workspace
+
+log = logging.getLogger("foldwise")
+
+
+def cmd_demo(args, ws: Workspace) -> None:
+    from foldwise.demo import DEMOS, build_fashion_mnist
+
+    out = Path(args.out or ws.root / "input" / args.name)
+    if args.name == "fashion-mnist":
+        build_fashion_mnist(out, args.source)
+    else:
+        DEMOS[args.name](out)
+    print(f"wrote demo competition {args.name} to {out}")
+
+
+def cmd_folds(args, ws: Workspace) -> None:
+    from foldwise.competition import load_competition
+    from foldwise.folds import make_folds, write_folds
+
+    comp = load_competition(args.comp, args.layout)
+    df = make_folds(comp, k=args.k, seed=args.seed)
+    path = ws.folds_csv(comp.name)
+    changed = write_folds(df, path, k=args.k, seed=args.seed, force=args.force)
+    sizes = df["fold"].value_counts().sort_index().tolist()
+    print(f"{'wrote' if changed else 'unchanged'} {path}: {len(df)} images, {len(comp.classes)} classes, "
+          f"k={args.k} (fold sizes {sizes}), seed {args.seed}")  # fmt: skip
+
+
+def cmd_train(args, ws: Workspace) -> None:
+    from foldwise.competition import load_competition
+    from foldwise.config import load_recipe
+    from foldwise.train import fold_numbers, train_run
+
+    comp = load_competition(args.comp, args.layout)
+    for config in args.config:
+        recipe = load_recipe(config, args.set)
+        folds = [None] if args.full else fold_numbers(ws, comp, args.fold)
+        for fold in folds:
+            print(f"done: {train_run(comp, recipe, fold, ws, force=args.force)}")
+
+
+def cmd_blend(args, ws: Workspace) -> None:
+    from foldwise.blend import load_oof
+    from foldwise.competition import load_competition
+    from foldwise.config import load_recipe
+    from foldwise.report import markdown_table, write_blend
+
+    comp = load_competition(args.comp, args.layout)
+    names = [load_recipe(e).name if e.endswith((".yaml", ".yml")) else e for e in args.experiments]
+    oofs = [load_oof(ws.comp_dir(comp.name) / exp) for exp in names]
+    out = ws.blend_dir(comp.name)
+    choice = write_blend(oofs, list(comp.classes), out)
+    print(markdown_table(choice["candidates"]))
+    print(f"chosen: {choice['method']} of {', '.join(choice['models'])}; report: {out / 'report.md'}")
+
+
+def cmd_submit(args, ws: Workspace) -> None:
+    from foldwise.competition import load_competition
+    from foldwise.submit import make_submission
+
+    comp = load_competition(args.comp, args.layout)
+    path, info = make_submission(comp, ws)
+    sources = "; ".join(f"{k}: {v}" for k, v in info["sources"].items())
+    print(f"wrote {path}: {info['rows']} rows, {info['method']} of {', '.join(info['models'])} ({sources})")
+
+
+def cmd_score(args, ws: Workspace) -> None:
+    from foldwise.submit import score_submission
+
+    result = score_submission(Path(args.submission), Path(args.solution))
+    print(f"accuracy {result['accuracy']:.4f} ({result['correct']}/{result['rows']})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="foldwise", description=__doc__)
+    parser.add_argument(
+        "--root", type=Path, default=Path("."), help="directory holding folds/ and output/ (default: .)"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_comp(p):
+        p.add_argument("comp", type=Path, help="competition directory, e.g. input/digits")
+        p.add_argument("--layout", choices=["csv", "folder"], help="force a layout instead of detecting it")
+        return p
+
+    p = sub.add_parser("demo", help="write a demo competition from data that ships offline")
+    p.add_argument("name", choices=["digits", "fashion-mnist"])
+    p.add_argument("out", nargs="?", help="output directory (default: input/<name>)")
+    p.add_argument("--source", type=Path, help="fashion-mnist: directory with the IDX files")
+    p.set_defaults(func=cmd_demo)
+
+    p = with_comp(sub.add_parser("folds", help="stratified k-fold split -> folds/<comp>.csv"))
+    p.add_argument("--k", type=int, default=5, help="number of folds; fold 0 is the 1/k holdout (default 5)")
+    p.add_argument("--seed", type=int, default=42, help="split seed, recorded in folds/<comp>.json")
+    p.add_argument("--force", action="store_true", help="replace existing folds that differ")
+    p.set_defaults(func=cmd_folds)
+
+    p = with_comp(sub.add_parser("train", help="train folds or the full retrain of one or more recipes"))
+    p.add_argument("-c", "--config", action="append", required=True, help="recipe YAML (repeatable)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--fold", default="0", help="fold number, comma list or 'all' (default 0)")
+    group.add_argument("--full", action="store_true", help="train on all labeled data (for the submission)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a recipe key")
+    p.add_argument("--force", action="store_true", help="retrain even when finished artifacts exist")
+    p.set_defaults(func=cmd_train)
+
+    p = with_comp(sub.add_parser("blend", help="compare ensembles on OOF logits -> output/<comp>/blend/"))
+    p.add_argument("experiments", nargs="+", help="experiment names under output/<comp>/, or their recipe files")
+    p.set_defaults(func=cmd_blend)
+
+    p = with_comp(sub.add_parser("submit", help="blend.json + test logits -> output/<comp>/submission.csv"))
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("score", help="accuracy of a submission against a solution key")
+    p.add_argument("submission")
+    p.add_argument("solution")
+    p.set_defaults(func=cmd_score)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; user errors print one clear line and exit 2."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")  # fmt: skip
+    try:
+        args.func(args, Workspace(args.root))
+    except FoldwiseError as e:
+        print(f"foldwise {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,126 @@
+"""Recipes: frozen dataclasses loaded from YAML with `section.key=value` overrides; unknown keys are errors."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from foldwise.errors import FoldwiseError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which timm model to build."""
+
+    name: str = "resnet18"  # timm model name (or one foldwise registers, see models.py)
+    pretrained: bool = False  # timm hub weights; needs internet on first use
+    drop_rate: float = 0.0  # dropout before the classifier
+    kwargs: dict = field(default_factory=dict)  # extra keyword arguments for timm.create_model
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Image size, batching and augmentation."""
+
+    image_size: int = 32  # px, square; images are resized once into the cache at this size
+    batch_size: int = 256  # images per optimizer step
+    eval_batch_size: int = 1024  # images per forward pass when predicting
+    crop_padding: int = 4  # px of reflect padding for random-crop translation; 0 disables it
+    hflip: bool = True  # random horizontal flip (turn off for digits/text)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimizer and schedule (timm's optimizer factory and cosine scheduler)."""
+
+    name: str = "sgd"  # timm optimizer: sgd (= nesterov momentum), momentum, adamw, lamb, ...
+    lr: float = 0.1  # peak learning rate, reached after warmup
+    momentum: float = 0.9  # SGD momentum (ignored by adaptive optimizers)
+    weight_decay: float = 5e-4  # L2 / decoupled decay; never applied to norm weights and biases
+    epochs: int = 10  # passes over the training fold
+    warmup_epochs: float = 1.0  # linear warmup from lr * warmup_ratio, in epochs
+    warmup_ratio: float = 0.01  # starting lr of the warmup as a fraction of lr
+    min_lr_ratio: float = 0.0  # final lr of the cosine as a fraction of lr
+    label_smoothing: float = 0.0  # cross-entropy label smoothing
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Where and how the run executes."""
+
+    seed: int = 0  # model init, batch order and augmentation; recorded in every artifact
+    device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
+    bf16: bool | str = (
+        "auto"  # bf16 autocast: auto = where the device computes bf16 natively (CUDA; CPUs with AVX512-BF16/AMX)
+    )
+    channels_last: bool = True  # NHWC memory format for convolutions
+    threads: int = 0  # torch CPU threads; 0 keeps torch's default
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One training recipe = one experiment name under output/<comp>/."""
+
+    name: str
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict:
+        """Plain dict (YAML-ready) of the resolved recipe."""
+        return dataclasses.asdict(self)
+
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "run": RunConfig}
+
+
+def _build(cls, values: dict, where: str):
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise FoldwiseError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(known)}.")
+    return cls(**values)
+
+
+def recipe_from_dict(data: dict, name: str, where: str = "recipe") -> Recipe:
+    """Validate a nested dict into a Recipe; every key must be known."""
+    data = dict(data or {})
+    name = data.pop("name", name)
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise FoldwiseError(f"{where}: unknown section(s) {unknown}; valid sections are {sorted(SECTIONS)}.")
+    parts = {}
+    for key, cls in SECTIONS.items():
+        section = data.get(key) or {}
+        if not isinstance(section, dict):
+            raise FoldwiseError(f"{where}: section {key!r} must be a mapping, got {section!r}.")
+        parts[key] = _build(cls, section, f"{where} [{key}]")
+    return Recipe(name=str(name), **parts)
+
+
+def apply_overrides(data: dict, overrides: list[str], where: str) -> dict:
+    """Apply `section.key=value` strings (values parsed as YAML) to a nested dict copy."""
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in (data or {}).items()}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        section, dot, field_name = key.partition(".")
+        if not sep or not dot:
+            raise FoldwiseError(f"override {item!r}: write it as section.key=value, e.g. optim.lr=0.05.")
+        data.setdefault(section, {})[field_name] = yaml.safe_load(raw)
+    return data
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Load configs/<name>.yaml (experiment name = file stem unless `name:` is set) with overrides."""
+    path = Path(path)
+    if not path.is_file():
+        raise FoldwiseError(f"{path}: no such recipe; see configs/ for the available ones.")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise FoldwiseError(f"{path}: invalid YAML ({e}).") from e
+    return recipe_from_dict(apply_overrides(data, overrides or [], str(path)), name=path.stem, where=str(path))

@@ -1,0 +1,108 @@
+"""Kaggle csv layout: train.csv (id,label) + train/ + test/ + sample_submission.csv (+ solution.csv key)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+
+from foldwise.competition import IMAGE_EXTENSIONS, Competition, SubmissionFormat, sort_class_names
+from foldwise.errors import FoldwiseError
+
+ID_COLUMNS = ("id", "image_id", "image", "image_name", "filename", "file", "name")
+LABEL_COLUMNS = ("label", "labels", "class", "category", "target")
+
+
+def matches(root: Path) -> bool:
+    """True when train.csv is present."""
+    return (root / "train.csv").is_file()
+
+
+def _pick(columns: list[str], preferred: tuple[str, ...], fallback: int, path: Path, what: str) -> str:
+    lowered = {c.lower(): c for c in columns}
+    for name in preferred:
+        if name in lowered:
+            return lowered[name]
+    if len(columns) <= fallback:
+        raise FoldwiseError(f"{path}: cannot find the {what} column among {columns}; name it {preferred[0]!r}.")
+    return columns[fallback]
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """Read a csv with every column as text (ids like 007 must stay 007)."""
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise FoldwiseError(f"{path}: not a readable csv ({e}).") from e
+
+
+def _index_images(directory: Path, csv_path: Path) -> dict[str, Path]:
+    """Map both 'name.ext' and 'name' to the file, scanning the directory once."""
+    if not directory.is_dir():
+        raise FoldwiseError(f"{directory}: missing; {csv_path.name} refers to images that should be there.")
+    index: dict[str, Path] = {}
+    for path in directory.iterdir():
+        if path.suffix.lower() in IMAGE_EXTENSIONS:
+            index[path.name] = path
+            index.setdefault(path.stem, path)
+    return index
+
+
+def _resolve(ids: list[str], directory: Path, csv_path: Path) -> list[Path]:
+    index = _index_images(directory, csv_path)
+    missing = [i for i in ids if i not in index]
+    if missing:
+        raise FoldwiseError(
+            f"{csv_path}: {len(missing)} id(s) have no image in {directory}/ (e.g. {missing[:5]}). "
+            "Add the images or remove those rows."
+        )
+    duplicated = sorted(i for i, n in Counter(ids).items() if n > 1)
+    if duplicated:
+        raise FoldwiseError(f"{csv_path}: duplicate ids {duplicated[:5]}; every id must appear once.")
+    return [index[i] for i in ids]
+
+
+def read_sample_submission(path: Path) -> tuple[SubmissionFormat, list[str]]:
+    """Submission format and test ids (in order) from sample_submission.csv."""
+    df = read_csv(path)
+    columns = list(df.columns)
+    if len(columns) != 2:
+        raise FoldwiseError(f"{path}: expected two columns (id, label), found {columns}.")
+    id_col = _pick(columns, ID_COLUMNS, 0, path, "id")
+    label_col = next(c for c in columns if c != id_col)
+    return SubmissionFormat(id_column=id_col, label_column=label_col, sample_path=path), df[id_col].tolist()
+
+
+def test_paths_for_ids(ids: list[str], test_dir: Path, sample: Path) -> list[Path]:
+    """Image path of every test id listed in the sample submission."""
+    return _resolve(ids, test_dir, sample)
+
+
+def read(root: Path) -> Competition:
+    """Read train.csv and its images, and the test ids from sample_submission.csv (or test/ when absent)."""
+    train_csv = root / "train.csv"
+    df = read_csv(train_csv)
+    columns = list(df.columns)
+    id_col = _pick(columns, ID_COLUMNS, 0, train_csv, "id")
+    label_col = _pick([c for c in columns if c != id_col], LABEL_COLUMNS, 0, train_csv, "label")
+    ids, names = df[id_col].tolist(), df[label_col].tolist()
+    if not ids:
+        raise FoldwiseError(f"{train_csv}: has no rows.")
+    classes = sort_class_names(names)
+    index = {c: i for i, c in enumerate(classes)}
+    train_paths = _resolve(ids, root / "train", train_csv)
+    sample = root / "sample_submission.csv"
+    if sample.exists():
+        fmt, test_ids = read_sample_submission(sample)
+        test_paths = test_paths_for_ids(test_ids, root / "test", sample)
+    else:
+        files = sorted({p for p in _index_images(root / "test", train_csv).values()})
+        fmt, test_ids, test_paths = SubmissionFormat(), [p.stem for p in files], files
+    solution = root / "solution.csv"
+    return Competition(
+        name=root.name, root=root, layout="csv", classes=classes,
+        train_ids=tuple(ids), train_labels=tuple(index[n] for n in names), train_paths=tuple(train_paths),
+        test_ids=tuple(test_ids), test_paths=tuple(test_paths), submission=fmt,
+        solution_path=solution if solution.exists() else None,
+    )  # fmt: skip
