@@ -15,10 +15,10 @@ comp=${1:-input/digits}
 [ $# -gt 0 ] && shift
 configs=("$@")
 [ ${#configs[@]} -gt 0 ] || configs=(configs/cpu-cnn.yaml configs/cpu-resnet.yaml)
-sets=()
-for s in ${SET:-}; do sets+=(--set "$s"); done
-force=()
-[ -n "${FORCE:-}" ] && force=(--force)
+train_args=()  # one `foldwise train` process for all recipes: torch + timm load once
+for c in "${configs[@]}"; do train_args+=(-c "$c"); done
+for s in ${SET:-}; do train_args+=(--set "$s"); done
+[ -n "${FORCE:-}" ] && train_args+=(--force)
 
 if [ ! -e "$comp" ] && [ "$comp" = input/digits ]; then
   foldwise demo digits input/digits
@@ -28,15 +28,11 @@ name=$(basename "$comp")
 echo "== 1/5 folds"
 foldwise folds "$comp" --k "${K:-5}" --seed "${SEED:-42}"
 echo "== 2/5 train folds (${FOLDS:-all}) of ${configs[*]}"
-for c in "${configs[@]}"; do
-  foldwise train "$comp" -c "$c" --fold "${FOLDS:-all}" ${sets[@]+"${sets[@]}"} ${force[@]+"${force[@]}"}
-done
+foldwise train "$comp" --fold "${FOLDS:-all}" "${train_args[@]}"
 echo "== 3/5 blend on out-of-fold logits"
 foldwise blend "$comp" "${configs[@]}"
 echo "== 4/5 full retrain on all labeled data"
-for c in "${configs[@]}"; do
-  foldwise train "$comp" -c "$c" --full ${sets[@]+"${sets[@]}"} ${force[@]+"${force[@]}"}
-done
+foldwise train "$comp" --full "${train_args[@]}"
 echo "== 5/5 submission"
 foldwise submit "$comp"
 

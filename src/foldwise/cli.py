@@ -40,14 +40,18 @@ def cmd_folds(args, ws: Workspace) -> None:
 def cmd_train(args, ws: Workspace) -> None:
     from foldwise.competition import load_competition
     from foldwise.config import load_recipe
-    from foldwise.train import fold_numbers, train_run
+    from foldwise.runs import fold_numbers, run_meta, skip_finished
 
     comp = load_competition(args.comp, args.layout)
     for config in args.config:
         recipe = load_recipe(config, args.set)
-        folds = [None] if args.full else fold_numbers(ws, comp, args.fold)
-        for fold in folds:
-            print(f"done: {train_run(comp, recipe, fold, ws, force=args.force)}")
+        for fold in [None] if args.full else fold_numbers(ws, comp, args.fold):
+            run_dir = ws.run_dir(comp.name, recipe.name, fold)
+            if args.force or not skip_finished(run_dir, fold, run_meta(comp, recipe, fold, ws)):
+                from foldwise.train import train_run  # torch + timm load only when there is work to do
+
+                train_run(comp, recipe, fold, ws, force=True)
+            print(f"done: {run_dir}")
 
 
 def cmd_blend(args, ws: Workspace) -> None:

@@ -15,20 +15,19 @@ import pandas as pd
 import torch
 import yaml
 
-from foldwise import __version__
 from foldwise.cache import cached_images
 from foldwise.competition import Competition
 from foldwise.config import Recipe
 from foldwise.engine import Batcher, predict_logits, resolve_bf16, train_one_epoch
 from foldwise.errors import FoldwiseError
-from foldwise.fileio import sha256_file, write_atomic, write_text_atomic
+from foldwise.fileio import write_atomic, write_text_atomic
 from foldwise.folds import read_folds
 from foldwise.models import create_model, normalization
 from foldwise.optim import create_optimizer_and_scheduler
+from foldwise.runs import run_meta, skip_finished
 from foldwise.workspace import Workspace
 
 log = logging.getLogger(__name__)
-FINAL_FILES = ("config.yaml", "history.csv", "test.npz", "model.pt")  # model.pt is written last
 
 
 def resolve_device(name: str) -> torch.device:
@@ -40,48 +39,20 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def run_seed(recipe: Recipe, fold: int | None) -> int:
-    """Seed of one run: the recipe's seed combined with the fold (the full retrain counts as fold 99)."""
-    return recipe.run.seed * 100 + (99 if fold is None else fold)
-
-
-def is_finished(run_dir: Path, fold: int | None) -> bool:
-    """All final artifacts are present (they are written atomically, model.pt last)."""
-    needed = FINAL_FILES + (() if fold is None else ("oof.npz",))
-    return all((run_dir / name).exists() for name in needed)
-
-
-def check_reusable(run_dir: Path, meta: dict) -> None:
-    """A finished run may be skipped only if it was made by the same recipe from the same folds."""
-    old = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-    for key in ("recipe", "folds_sha256", "classes"):
-        if old.get(key) != meta.get(key):
-            raise FoldwiseError(
-                f"{run_dir}: already trained with a different {key.replace('_sha256', ' file')}. "
-                "Pass --force to retrain it (its artifacts will be replaced), or give the recipe a new name."
-            )
-
-
 def train_run(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace, force: bool = False) -> Path:
     """Train one fold (fold=None: all labeled data) and write its artifacts; skip when already finished."""
-    folds_path = ws.folds_csv(comp.name)
-    folds = read_folds(folds_path, comp)
+    folds = read_folds(ws.folds_csv(comp.name), comp)
     run_dir = ws.run_dir(comp.name, recipe.name, fold)
-    meta = {
-        "recipe": recipe.to_dict(), "competition": comp.name, "fold": fold, "seed": run_seed(recipe, fold),
-        "folds_sha256": sha256_file(folds_path), "classes": list(comp.classes), "foldwise_version": __version__,
-    }  # fmt: skip
-    if fold is not None and fold not in set(folds["fold"]):
-        raise FoldwiseError(f"{folds_path}: has no fold {fold} (folds are {sorted(set(folds['fold']))}).")
-    if is_finished(run_dir, fold) and not force:
-        check_reusable(run_dir, meta)
-        log.info("%s: finished earlier, skipping (use --force to retrain)", run_dir)
+    meta = run_meta(comp, recipe, fold, ws)
+    if not force and skip_finished(run_dir, fold, meta):
         return run_dir
 
     row_of = {id_: i for i, id_ in enumerate(comp.train_ids)}
     fold_of = dict(zip(folds["id"], folds["fold"]))
     valid_rows = [row_of[i] for i in comp.train_ids if fold is not None and fold_of[i] == fold]
     train_rows = [row_of[i] for i in comp.train_ids if fold is None or fold_of[i] != fold]
+    if fold is not None and not valid_rows:
+        raise FoldwiseError(f"{ws.folds_csv(comp.name)}: fold {fold} has no images; choose an existing fold.")
     size = recipe.data.image_size
     train_images = cached_images(comp.train_paths, size, ws.cache_dir(comp.name), "train")
     test_images = cached_images(comp.test_paths, size, ws.cache_dir(comp.name), "test")
@@ -151,14 +122,3 @@ def score_logits(logits: np.ndarray, labels: np.ndarray) -> dict:
         "valid_loss": float(torch.nn.functional.cross_entropy(t, y)),
         "valid_acc": float((t.argmax(1) == y).float().mean()),
     }
-
-
-def fold_numbers(ws: Workspace, comp: Competition, fold: str) -> list[int]:
-    """'all' -> every fold in the folds file; 'K' or 'K,L' -> those folds."""
-    folds = read_folds(ws.folds_csv(comp.name), comp)
-    if fold == "all":
-        return sorted(int(f) for f in set(folds["fold"]))
-    try:
-        return [int(f) for f in fold.split(",")]
-    except ValueError as e:
-        raise FoldwiseError(f"--fold {fold!r}: give a fold number, a comma-separated list, or 'all'.") from e

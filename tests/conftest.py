@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny competitions made from sklearn's bundled digits (real images, no download)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from foldwise.config import recipe_from_dict
+from foldwise.demo import write_competition
+
+CLASSES = [str(c) for c in range(10)]
+
+
+def digit_arrays(per_class: int, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """`per_class` real 8x8 digit images of every class (uint8), starting at the class's `offset`-th image."""
+    digits = load_digits()
+    images = np.round(digits.images * (255 / 16)).astype(np.uint8)
+    rows = np.concatenate([np.flatnonzero(digits.target == c)[offset : offset + per_class] for c in range(10)])
+    return images[rows], digits.target[rows]
+
+
+def make_tiny_competition(root: Path, per_class: int = 10, test_per_class: int = 3) -> Path:
+    """A csv-layout competition: per_class*10 labeled images, test_per_class*10 unlabeled, with solution.csv."""
+    return write_competition(
+        root, digit_arrays(per_class), digit_arrays(test_per_class, offset=per_class), CLASSES, "t"
+    )
+
+
+@pytest.fixture
+def tiny_comp(tmp_path: Path) -> Path:
+    """input/tiny under a fresh workspace root (tmp_path): 100 train, 30 test images."""
+    return make_tiny_competition(tmp_path / "input" / "tiny")
+
+
+def tiny_recipe(name: str = "tiny", **sections):
+    """A seconds-fast recipe: the small CNN at 8 px for 2 epochs (override any section's keys)."""
+    base = {
+        "model": {"name": "foldwise_cnn", "kwargs": {"widths": [8, 16, 16]}},
+        "data": {"image_size": 8, "batch_size": 16, "eval_batch_size": 64, "crop_padding": 1, "hflip": False},
+        "optim": {"name": "sgd", "lr": 0.05, "epochs": 2, "warmup_epochs": 0.5},
+        "run": {"seed": 0, "device": "cpu", "bf16": False},
+    }
+    for key, values in sections.items():
+        base[key] = {**base[key], **values}
+    return recipe_from_dict(base, name=name)
