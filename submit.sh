@@ -6,42 +6,45 @@
 #   bash submit.sh input/<comp> configs/a.yaml configs/b.yaml
 #
 # Environment knobs: FOLDS=all|0|0,2 (folds to train, default all), K=5 and SEED=42 (the split),
-# SET="optim.epochs=5 data.image_size=32" (recipe overrides for every recipe), FORCE=1 (retrain everything).
+# SET="optim.epochs=5 data.image_size=32" (recipe overrides for every recipe), FORCE=1 (retrain everything),
+# ROOT=dir (where folds/ and output/ go; default: this repository).
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")"
-source .ci/bootstrap.sh
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$here/.ci/bootstrap.sh"
+root=${ROOT:-$here}
 
-comp=${1:-input/digits}
+comp=${1:-$root/input/digits}
 [ $# -gt 0 ] && shift
 configs=("$@")
-[ ${#configs[@]} -gt 0 ] || configs=(configs/cpu-cnn.yaml configs/cpu-resnet.yaml)
+[ ${#configs[@]} -gt 0 ] || configs=("$here/configs/cpu-cnn.yaml" "$here/configs/cpu-resnet.yaml")
 train_args=()  # one `foldwise train` process for all recipes: torch + timm load once
 for c in "${configs[@]}"; do train_args+=(-c "$c"); done
 for s in ${SET:-}; do train_args+=(--set "$s"); done
 [ -n "${FORCE:-}" ] && train_args+=(--force)
 
-if [ ! -e "$comp" ] && [ "$comp" = input/digits ]; then
-  foldwise demo digits input/digits
+if [ ! -e "$comp" ] && [ "$comp" = "$root/input/digits" ]; then
+  foldwise demo digits "$comp"
 fi
-name=$(basename "$comp")
+out=$root/output/$(basename "$comp")
+fw() { foldwise --root "$root" "$@"; }
 
 echo "== 1/5 folds"
-foldwise folds "$comp" --k "${K:-5}" --seed "${SEED:-42}"
+fw folds "$comp" --k "${K:-5}" --seed "${SEED:-42}"
 echo "== 2/5 train folds (${FOLDS:-all}) of ${configs[*]}"
-foldwise train "$comp" --fold "${FOLDS:-all}" "${train_args[@]}"
+fw train "$comp" --fold "${FOLDS:-all}" "${train_args[@]}"
 echo "== 3/5 blend on out-of-fold logits"
-foldwise blend "$comp" "${configs[@]}"
+fw blend "$comp" "${configs[@]}"
 echo "== 4/5 full retrain on all labeled data"
-foldwise train "$comp" --full "${train_args[@]}"
+fw train "$comp" --full "${train_args[@]}"
 echo "== 5/5 submission"
-foldwise submit "$comp"
+fw submit "$comp"
 
 echo
 echo "== blend (out-of-fold)"
-sed -n '/^| rank/,/^$/p' "output/$name/blend/report.md"
+sed -n '/^| rank/,/^$/p' "$out/blend/report.md"
 if [ -f "$comp/solution.csv" ]; then
   echo "== score against $comp/solution.csv (a key that training never reads)"
-  foldwise score "output/$name/submission.csv" "$comp/solution.csv"
+  fw score "$out/submission.csv" "$comp/solution.csv"
 fi
-echo "submission: output/$name/submission.csv"
-echo "report:     output/$name/blend/report.md"
+echo "submission: $out/submission.csv"
+echo "report:     $out/blend/report.md"

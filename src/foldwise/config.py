@@ -78,12 +78,30 @@ class Recipe:
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "run": RunConfig}
 
 
+def _check_type(value, annotation: str, where: str):
+    """Value of a recipe key in its field's type; YAML 1.1 reads `1e-3` as a string, so numbers are coerced."""
+    kinds = {"int": int, "float": float, "str": str, "bool": bool, "dict": dict}
+    if annotation == "bool | str":  # run.bf16: true | false | auto
+        if isinstance(value, bool) or value == "auto":
+            return value
+    elif annotation == "float" and isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    elif annotation == "int" and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    elif annotation in kinds and annotation not in ("int", "float") and isinstance(value, kinds[annotation]):
+        return value
+    raise FoldwiseError(f"{where}: expected {annotation}, got {value!r}.")
+
+
 def _build(cls, values: dict, where: str):
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise FoldwiseError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(known)}.")
-    return cls(**values)
+    return cls(**{k: _check_type(v, known[k].type, f"{where} {k}") for k, v in values.items()})
 
 
 def recipe_from_dict(data: dict, name: str, where: str = "recipe") -> Recipe:
@@ -110,7 +128,15 @@ def apply_overrides(data: dict, overrides: list[str], where: str) -> dict:
         section, dot, field_name = key.partition(".")
         if not sep or not dot:
             raise FoldwiseError(f"override {item!r}: write it as section.key=value, e.g. optim.lr=0.05.")
-        data.setdefault(section, {})[field_name] = yaml.safe_load(raw)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise FoldwiseError(f"override {item!r}: the value is not valid YAML ({e.problem}).") from e
+        if data.get(section) is None:  # absent, or an empty `section:` line in the YAML
+            data[section] = {}
+        if not isinstance(data[section], dict):
+            raise FoldwiseError(f"{where}: section {section!r} must be a mapping to take override {item!r}.")
+        data[section][field_name] = value
     return data
 
 

@@ -33,9 +33,11 @@ def check_class_sizes(comp: Competition, k: int) -> None:
     small = [(comp.classes[i], int(n)) for i, n in enumerate(counts) if n < k]
     if small:
         shown = ", ".join(f"{name!r} has {n}" for name, n in small[:10])
+        fewest = min(n for _, n in small)
+        fewer_folds = f", or use fewer folds (--k {fewest})" if fewest >= 2 else ""
         raise FoldwiseError(
             f"{comp.root}: {len(small)} class(es) have fewer than k={k} images ({shown}). "
-            f"Add images, merge or drop those classes, or use fewer folds (--k {max(2, min(n for _, n in small))})."
+            f"Add images, merge or drop those classes{fewer_folds}."
         )
 
 

@@ -88,10 +88,10 @@ def make_submission(comp: Competition, ws: Workspace) -> tuple[Path, dict]:
 def score_submission(submission: Path, solution: Path) -> dict:
     """Accuracy of a submission against a solution key (both id,label; matched by id)."""
     sub, sol = read_csv(submission), read_csv(solution)
-    id_col, label_col = sol.columns[0], sol.columns[1]
     for name, df in ((submission, sub), (solution, sol)):
         if len(df.columns) < 2:
             raise FoldwiseError(f"{name}: needs an id and a label column.")
+    id_col, label_col = sol.columns[0], sol.columns[1]
     sub = sub.rename(columns={sub.columns[0]: id_col, sub.columns[1]: label_col})
     missing = sorted(set(sol[id_col]) - set(sub[id_col]))
     if missing or len(sub) != len(sol):

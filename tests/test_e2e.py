@@ -1,0 +1,71 @@
+"""The whole chain through `bash submit.sh`, on a tiny competition in a temp directory, run twice."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from conftest import make_tiny_competition, tiny_recipe
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_recipe(path: Path, **sections) -> Path:
+    """A tiny recipe as a YAML file (experiment name = file stem)."""
+    data = tiny_recipe(**sections).to_dict()
+    data.pop("name")
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def run_submit(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, ROOT=str(tmp_path), K="3", SEED="1")
+    return subprocess.run(["bash", str(REPO / "submit.sh"), *args], capture_output=True, text=True, env=env)
+
+
+def test_submit_sh_end_to_end_then_rerun_reuses_everything(tmp_path):
+    """folds -> 2 recipes x 3 folds -> blend report -> full retrain -> valid submission; a rerun retrains nothing."""
+    comp = make_tiny_competition(tmp_path / "input" / "tiny", per_class=9, test_per_class=2)
+    cnn = write_recipe(tmp_path / "tiny-cnn.yaml")
+    other = write_recipe(tmp_path / "tiny-wide.yaml", model={"kwargs": {"widths": [16, 16, 32]}}, run={"seed": 3})
+    result = run_submit(tmp_path, str(comp), str(cnn), str(other))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    out = tmp_path / "output" / "tiny"
+    folds = pd.read_csv(tmp_path / "folds" / "tiny.csv")
+    assert sorted(folds["fold"].unique()) == [0, 1, 2]
+    for exp in ("tiny-cnn", "tiny-wide"):
+        for k in range(3):
+            assert (out / exp / f"fold{k}" / "oof.npz").exists()
+        assert (out / exp / "full" / "test.npz").exists()
+    report = (out / "blend" / "report.md").read_text()
+    for candidate in ("tiny-cnn", "tiny-wide", "max_confidence", "mean_probability"):
+        assert f"| {candidate} |" in report
+    assert (out / "blend" / "candidates.png").stat().st_size > 1000
+
+    submission = pd.read_csv(out / "submission.csv", dtype=str)
+    sample = pd.read_csv(comp / "sample_submission.csv", dtype=str)
+    assert list(submission.columns) == list(sample.columns)
+    assert submission["id"].tolist() == sample["id"].tolist()
+    assert "accuracy" in result.stdout and str(out / "submission.csv") in result.stdout
+
+    stamp = (out / "tiny-cnn" / "fold0" / "model.pt").stat().st_mtime_ns
+    again = run_submit(tmp_path, str(comp), str(cnn), str(other))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.count("finished earlier, skipping") == 8  # 2 recipes x (3 folds + full)
+    assert (out / "tiny-cnn" / "fold0" / "model.pt").stat().st_mtime_ns == stamp
+
+
+def test_cli_error_is_one_clear_line_and_exit_2(tmp_path):
+    """A user error (here: training before folds exist) prints what to do, without a traceback."""
+    comp = make_tiny_competition(tmp_path / "input" / "tiny")
+    recipe = write_recipe(tmp_path / "r.yaml")
+    cmd = [sys.executable, "-m", "foldwise", "--root", str(tmp_path), "train", str(comp), "-c", str(recipe)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "foldwise folds" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,99 @@
+"""Per-fold training artifacts: OOF rows are exactly the fold's ids, finished folds are reused, seeds are recorded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from conftest import tiny_recipe
+from foldwise.competition import load_competition
+from foldwise.errors import FoldwiseError
+from foldwise.folds import make_folds, write_folds
+from foldwise.runs import fold_numbers
+from foldwise.train import train_run
+from foldwise.workspace import Workspace
+
+
+@pytest.fixture
+def ready(tiny_comp):
+    """A tiny competition with 5 folds written, and its workspace."""
+    ws = Workspace(tiny_comp.parents[1])
+    comp = load_competition(tiny_comp)
+    write_folds(make_folds(comp, k=5, seed=0), ws.folds_csv(comp.name), k=5, seed=0)
+    return comp, ws
+
+
+def test_oof_ids_are_exactly_the_fold_ids(ready):
+    """oof.npz holds one row per id of the held-out fold, no more, no less, with their true labels."""
+    comp, ws = ready
+    run_dir = train_run(comp, tiny_recipe(), 1, ws)
+    folds = pd.read_csv(ws.folds_csv(comp.name), dtype={"id": str, "label": str})
+    oof = np.load(run_dir / "oof.npz")
+    expected = folds[folds["fold"] == 1]
+    assert sorted(oof["ids"].tolist()) == sorted(expected["id"])
+    label_of = dict(zip(expected["id"], expected["label"]))
+    assert [comp.classes[i] for i in oof["labels"]] == [label_of[i] for i in oof["ids"]]
+    assert oof["logits"].dtype == np.float32 and oof["logits"].shape == (len(expected), 10)
+    test = np.load(run_dir / "test.npz")
+    assert test["ids"].tolist() == list(comp.test_ids)
+    assert test["logits"].shape == (len(comp.test_ids), 10)
+
+
+def test_artifacts_describe_themselves(ready):
+    """model.pt carries weights, resolved recipe, classes and seed; history.csv has one row per epoch."""
+    comp, ws = ready
+    run_dir = train_run(comp, tiny_recipe(), 0, ws)
+    ckpt = torch.load(run_dir / "model.pt", weights_only=False)
+    assert ckpt["classes"] == list(comp.classes)
+    assert ckpt["recipe"]["model"]["name"] == "foldwise_cnn"
+    assert ckpt["seed"] == 0 and ckpt["fold"] == 0
+    assert any(k.endswith("weight") for k in ckpt["state_dict"])
+    history = pd.read_csv(run_dir / "history.csv")
+    assert history["epoch"].tolist() == [1, 2]
+    assert {"train_loss", "valid_loss", "valid_acc", "lr"} <= set(history.columns)
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["seed"] == 0 and config["valid_rows"] == 20
+
+
+def test_same_seed_same_logits_and_finished_fold_is_skipped(ready):
+    """Training is deterministic on CPU; a finished fold is not retrained (files untouched) unless forced."""
+    comp, ws = ready
+    run_dir = train_run(comp, tiny_recipe(), 0, ws)
+    first = np.load(run_dir / "oof.npz")["logits"]
+    mtime = (run_dir / "model.pt").stat().st_mtime_ns
+    train_run(comp, tiny_recipe(), 0, ws)
+    assert (run_dir / "model.pt").stat().st_mtime_ns == mtime
+    train_run(comp, tiny_recipe(), 0, ws, force=True)
+    assert (run_dir / "model.pt").stat().st_mtime_ns != mtime
+    np.testing.assert_array_equal(np.load(run_dir / "oof.npz")["logits"], first)
+
+
+def test_finished_fold_with_other_recipe_is_an_error_not_a_silent_reuse(ready):
+    """Reusing a fold trained with different hyperparameters would mix experiments: refuse and keep the files."""
+    comp, ws = ready
+    run_dir = train_run(comp, tiny_recipe(), 0, ws)
+    before = (run_dir / "oof.npz").read_bytes()
+    with pytest.raises(FoldwiseError, match="different recipe.*--force"):
+        train_run(comp, tiny_recipe(optim={"lr": 0.01}), 0, ws)
+    assert (run_dir / "oof.npz").read_bytes() == before
+
+
+def test_full_retrain_writes_test_logits_only(ready):
+    """--full trains on every labeled image and writes test.npz, no oof.npz."""
+    comp, ws = ready
+    run_dir = train_run(comp, tiny_recipe(), None, ws)
+    assert run_dir.name == "full"
+    assert (run_dir / "test.npz").exists() and not (run_dir / "oof.npz").exists()
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["train_rows"] == 100
+
+
+def test_fold_selection(ready):
+    """--fold all lists every fold; a fold that does not exist is a clear error."""
+    comp, ws = ready
+    assert fold_numbers(ws, comp, "all") == [0, 1, 2, 3, 4]
+    assert fold_numbers(ws, comp, "0,3") == [0, 3]
+    with pytest.raises(FoldwiseError, match="no fold"):
+        fold_numbers(ws, comp, "7")
