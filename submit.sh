@@ -7,7 +7,7 @@
 #
 # Environment knobs: FOLDS=all|0|0,2 (folds to train, default all), K=5 and SEED=42 (the split),
 # SET="optim.epochs=5 data.image_size=32" (recipe overrides for every recipe), FORCE=1 (retrain everything),
-# ROOT=dir (where folds/ and output/ go; default: this repository).
+# METRIC=accuracy|log_loss (what the blend is chosen by), ROOT=dir (where folds/ and output/ go; default: here).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/.ci/bootstrap.sh"
@@ -16,7 +16,7 @@ root=${ROOT:-$here}
 comp=${1:-$root/input/digits}
 [ $# -gt 0 ] && shift
 configs=("$@")
-[ ${#configs[@]} -gt 0 ] || configs=("$here/configs/cpu-cnn.yaml" "$here/configs/cpu-resnet.yaml")
+[ ${#configs[@]} -gt 0 ] || configs=("$here/configs/cpu-cnn.yaml" "$here/configs/cpu-resnet.yaml" "$here/configs/cpu-effnet.yaml")
 train_args=()  # one `foldwise train` process for all recipes: torch + timm load once
 for c in "${configs[@]}"; do train_args+=(-c "$c"); done
 for s in ${SET:-}; do train_args+=(--set "$s"); done
@@ -33,11 +33,12 @@ fw folds "$comp" --k "${K:-5}" --seed "${SEED:-42}"
 echo "== 2/5 train folds (${FOLDS:-all}) of ${configs[*]}"
 fw train "$comp" --fold "${FOLDS:-all}" "${train_args[@]}"
 echo "== 3/5 blend on out-of-fold logits"
-fw blend "$comp" "${configs[@]}"
+fw blend "$comp" "${configs[@]}" --metric "${METRIC:-accuracy}"
 echo "== 4/5 full retrain on all labeled data"
 fw train "$comp" --full "${train_args[@]}"
 echo "== 5/5 submission"
 fw submit "$comp"
+fw report "$comp"  # again, now with the full retrain's evidence
 
 echo
 echo "== blend (out-of-fold)"
@@ -47,4 +48,4 @@ if [ -f "$comp/solution.csv" ]; then
   fw score "$out/submission.csv" "$comp/solution.csv"
 fi
 echo "submission: $out/submission.csv"
-echo "report:     $out/blend/report.md"
+echo "report:     $out/blend/report.md and $out/blend/report.html"

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from foldwise.competition import load_competition
+from foldwise.ensemble import FittedBlend
 from foldwise.errors import FoldwiseError
 from foldwise.submit import make_submission, score_submission, validate_submission
 from foldwise.workspace import Workspace
@@ -159,7 +160,8 @@ def write_npz(path: Path, ids, logits: np.ndarray) -> None:
 def write_blend(ws: Workspace, comp, models: list[str], method: str = "mean_probability") -> None:
     out = ws.blend_dir(comp.name)
     out.mkdir(parents=True, exist_ok=True)
-    choice = {"method": method, "models": models, "classes": list(comp.classes), "candidates": []}
+    fitted = FittedBlend(method=method, models=tuple(models), temperatures=(1.0,) * len(models))
+    choice = {"blend": fitted.to_dict(), "classes": list(comp.classes), "candidates": []}
     (out / "blend.json").write_text(json.dumps(choice))
 
 
@@ -179,7 +181,7 @@ def test_make_submission_matches_sample_columns_ids_order(setup):
     assert sub["id"].tolist() == sample["id"].tolist()
     assert sub["id"].tolist() != sorted(sub["id"]), "fixture should make the sample order non-sorted"
     assert sub["label"].tolist() == [comp.classes[c] for c in want]
-    assert info["sources"] == {"cnn": "average of 2 fold models"}
+    assert info["sources"] == {"cnn": "mean logits of 2 fold models"}
     assert info["rows"] == n
 
 
@@ -238,9 +240,41 @@ def test_make_submission_rejects_blend_for_other_classes(setup):
     blend = ws.blend_dir(comp.name) / "blend.json"
     choice = json.loads(blend.read_text())
     blend.write_text(json.dumps({**choice, "classes": choice["classes"][::-1]}))
-    with pytest.raises(FoldwiseError, match="other classes"):
+    with pytest.raises(FoldwiseError, match="other data"):
         make_submission(comp, ws)
     assert not ws.submission_csv(comp.name).exists()
+
+
+def test_probability_submission_writes_calibrated_rows_that_sum_to_one(tiny_comp, tmp_path):
+    """A sample with one column per class (Tiny ImageNet style class_000...) gets softmax rows, columns by position."""
+    sample = pd.read_csv(tiny_comp / "sample_submission.csv", dtype=str)
+    columns = [f"class_{k:03d}" for k in range(10)]
+    pd.DataFrame({"id": sample["id"], **{c: "0.1" for c in columns}}).to_csv(tiny_comp / "sample_submission.csv",
+                                                                             index=False)  # fmt: skip
+    ws, comp = Workspace(tmp_path), load_competition(tiny_comp)
+    assert comp.submission.wants_probabilities and comp.submission.probability_columns == tuple(columns)
+    n = len(comp.test_ids)
+    want = np.arange(n) % 10
+    write_npz(ws.run_dir(comp.name, "cnn", 0) / "test.npz", comp.test_ids, one_hot_logits(want, 4.0))
+    write_blend(ws, comp, ["cnn"], method="single")
+    path, _ = make_submission(comp, ws)
+    sub = pd.read_csv(path)
+    assert list(sub.columns) == ["id", *columns]
+    probs = sub[columns].to_numpy()
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-6)
+    assert probs.argmax(1).tolist() == want.tolist()
+    assert 0.5 < probs.max() < 1.0  # softmax of logit 4 vs 0: real probabilities, not one-hot or 2**logit
+
+
+def test_probability_validation_rejects_rows_not_summing_to_one():
+    """Probability submissions must be finite, within [0, 1] and sum to 1 per row."""
+    sample = pd.DataFrame({"id": ["a", "b"], "p0": ["0.5", "0.5"], "p1": ["0.5", "0.5"]})
+    good = pd.DataFrame({"id": ["a", "b"], "p0": [0.2, 0.9], "p1": [0.8, 0.1]})
+    validate_submission(good, sample, ["0", "1"], probabilities=True)
+    with pytest.raises(FoldwiseError, match="sum to 1"):
+        validate_submission(good.assign(p1=[0.8, 0.3]), sample, ["0", "1"], probabilities=True)
+    with pytest.raises(FoldwiseError, match="within"):
+        validate_submission(good.assign(p0=[-0.2, 0.9], p1=[1.2, 0.1]), sample, ["0", "1"], probabilities=True)
 
 
 def test_make_submission_without_blend_or_logits(setup):

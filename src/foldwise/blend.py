@@ -1,31 +1,42 @@
-"""Ensembles on out-of-fold logits: single models, max-confidence and mean of probabilities, on identical rows."""
+"""Compare ensembles on out-of-fold logits, each scored by nested cross-validation on identical rows, and pick one.
+
+foldwise blend input/digits cpu-cnn cpu-resnet [--metric accuracy|log_loss]
+"""
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import accuracy_score, log_loss
 
+from foldwise import __version__
+from foldwise.ensemble import (
+    METHODS,
+    FittedBlend,
+    bootstrap_ci,
+    fit_blend,
+    mcnemar_p,
+    metrics,
+    nested_cv_proba,
+)
 from foldwise.errors import FoldwiseError
+from foldwise.fileio import write_atomic, write_text_atomic
+
+SIGNIFICANCE = 0.05  # McNemar p-value below which a difference to the best single model counts as real
 
 
 @dataclass(frozen=True)
 class OOF:
-    """One experiment's out-of-fold logits over all its folds, sorted by id."""
+    """One experiment's out-of-fold logits over all its trained folds, sorted by id."""
 
     name: str
     ids: np.ndarray
     logits: np.ndarray  # (N, C) float32
     labels: np.ndarray  # (N,) int
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float64."""
-    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    folds: np.ndarray  # (N,) fold each row was held out in
 
 
 def load_oof(exp_dir: Path) -> OOF:
@@ -35,12 +46,15 @@ def load_oof(exp_dir: Path) -> OOF:
         raise FoldwiseError(f"{exp_dir}: no fold*/oof.npz; train it first (`foldwise train -c configs/<recipe>.yaml`).")
     parts = [np.load(f) for f in files]
     ids = np.concatenate([p["ids"] for p in parts])
-    order = np.argsort(ids, kind="stable")
     if len(np.unique(ids)) != len(ids):
         raise FoldwiseError(f"{exp_dir}: an id appears in two folds' oof.npz; the folds changed. Retrain with --force.")
+    folds = np.concatenate(
+        [np.full(len(p["ids"]), int(re.sub(r"\D", "", f.parent.name))) for p, f in zip(parts, files)]
+    )
+    order = np.argsort(ids, kind="stable")
     logits = np.concatenate([p["logits"] for p in parts])[order]
     labels = np.concatenate([p["labels"] for p in parts])[order]
-    return OOF(name=exp_dir.name, ids=ids[order], logits=logits, labels=labels)
+    return OOF(name=exp_dir.name, ids=ids[order], logits=logits, labels=labels, folds=folds[order])
 
 
 def check_aligned(oofs: list[OOF]) -> None:
@@ -56,51 +70,76 @@ def check_aligned(oofs: list[OOF]) -> None:
             raise FoldwiseError(f"OOF labels differ between {ref.name} and {other.name}; the folds changed. Retrain.")
 
 
-def max_confidence(probs: list[np.ndarray]) -> np.ndarray:
-    """Per row, the probabilities of the model whose top probability is highest (the seed projects' ensemble)."""
-    stack = np.stack(probs)  # (M, N, C)
-    pick = stack.max(axis=2).argmax(axis=0)  # (N,)
-    return stack[pick, np.arange(stack.shape[1])]
+def candidates(names: list[str]) -> list[tuple[str, str, list[str]]]:
+    """(candidate, method, models): every model alone, then every ensemble method over all models."""
+    rows = [(name, "single", [name]) for name in names]
+    if len(names) > 1:
+        # geometric_mean is left out: the mean of log-softmaxes differs from the mean of logits by a per-row
+        # constant, so after softmax it is exactly mean_logits (same row twice in the table otherwise).
+        skip = {"single", "geometric_mean"}
+        rows += [(method, method, list(names)) for method in METHODS if method not in skip]
+    return rows
 
 
-def mean_probability(probs: list[np.ndarray]) -> np.ndarray:
-    """Average of the models' softmax probabilities."""
-    return np.mean(probs, axis=0)
+def rank_key(metric: str):
+    """Sort key, best first: accuracy (log loss breaks ties) or log loss (accuracy breaks ties)."""
+    if metric == "accuracy":
+        return lambda r: (-r["accuracy"], r["log_loss"])
+    if metric == "log_loss":
+        return lambda r: (r["log_loss"], -r["accuracy"])
+    raise FoldwiseError(f"--metric {metric!r}: choose accuracy or log_loss.")
 
 
-METHODS = {"max_confidence": max_confidence, "mean_probability": mean_probability}
+@dataclass(frozen=True)
+class BlendResult:
+    """Scored candidates (best first), the chosen blend refitted on all OOF rows, and nested-CV probabilities."""
+
+    rows: list[dict]
+    fitted: FittedBlend
+    probs: dict[str, np.ndarray]  # candidate -> (N, C) nested-CV OOF probabilities
+    labels: np.ndarray
+    ids: np.ndarray
 
 
-def apply_method(method: str, probs: list[np.ndarray]) -> np.ndarray:
-    """Combine per-model probabilities with a named method ('single' takes the only model)."""
-    if method == "single":
-        if len(probs) != 1:
-            raise FoldwiseError(f"method 'single' needs exactly one model, got {len(probs)}.")
-        return probs[0]
-    if method not in METHODS:
-        raise FoldwiseError(f"unknown blend method {method!r}; known: single, {', '.join(METHODS)}.")
-    return METHODS[method](probs)
-
-
-def metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
-    """Accuracy and log loss of probabilities against integer labels."""
-    return {
-        "accuracy": float(accuracy_score(labels, probs.argmax(axis=1))),
-        "log_loss": float(log_loss(labels, np.clip(probs, 1e-15, 1), labels=np.arange(probs.shape[1]))),
-    }
-
-
-def compare(oofs: list[OOF]) -> list[dict]:
-    """One row per candidate (each model alone, each blend) with its OOF metrics, best first."""
+def compare(oofs: list[OOF], metric: str = "accuracy", seed: int = 0) -> BlendResult:
+    """Score every candidate by nested CV on identical OOF rows; McNemar against the best single model."""
     check_aligned(oofs)
-    probs = [softmax(o.logits) for o in oofs]
-    labels = oofs[0].labels
-    rows = [dict(candidate=o.name, method="single", models=[o.name], **metrics(p, labels)) for o, p in zip(oofs, probs)]
-    if len(oofs) > 1:
-        names = [o.name for o in oofs]
-        for method in METHODS:
-            rows.append(
-                dict(candidate=method, method=method, models=names, **metrics(apply_method(method, probs), labels))
-            )
-    # Best accuracy first; log loss breaks ties (a more confident-and-right blend wins).
-    return sorted(rows, key=lambda r: (-r["accuracy"], r["log_loss"]))
+    key = rank_key(metric)
+    labels, by_name = oofs[0].labels, {o.name: o.logits for o in oofs}
+    rows, probs = [], {}
+    for name, method, models in candidates(list(by_name)):
+        p = nested_cv_proba(method, models, [by_name[m] for m in models], labels, metric=metric, seed=seed)
+        correct = p.argmax(1) == labels
+        lo, hi = bootstrap_ci(correct, seed=seed)
+        rows.append(dict(candidate=name, method=method, models=models, **metrics(p, labels), ci_low=lo, ci_high=hi))
+        probs[name] = p
+    best_single = min((r for r in rows if r["method"] == "single"), key=key)["candidate"]
+    reference = probs[best_single].argmax(1) == labels
+    for r in rows:
+        r["p_vs_best_single"] = mcnemar_p(probs[r["candidate"]].argmax(1) == labels, reference)
+        r["significant"] = r["candidate"] != best_single and r["p_vs_best_single"] < SIGNIFICANCE
+        r["best_single"] = best_single
+    rows.sort(key=key)
+    chosen = rows[0]
+    fitted = fit_blend(
+        chosen["method"], chosen["models"], [by_name[m] for m in chosen["models"]], labels, metric=metric, seed=seed
+    )
+    return BlendResult(rows=rows, fitted=fitted, probs=probs, labels=labels, ids=oofs[0].ids)
+
+
+def write_blend(result: BlendResult, classes: list[str], out_dir: Path, metric: str, seed: int) -> dict:
+    """blend.json (the chosen, fitted blend + every candidate's scores) and the nested-CV probabilities."""
+    choice = {
+        "chosen": result.rows[0]["candidate"],
+        "metric": metric,
+        "seed": seed,
+        "blend": result.fitted.to_dict(),
+        "classes": classes,
+        "oof_rows": int(len(result.ids)),
+        "candidates": result.rows,
+        "foldwise_version": __version__,
+    }
+    arrays = {f"probs/{name}": p.astype(np.float32) for name, p in result.probs.items()}
+    write_atomic(out_dir / "oof_candidates.npz", lambda p: np.savez(p, ids=result.ids, labels=result.labels, **arrays))
+    write_text_atomic(out_dir / "blend.json", json.dumps(choice, indent=2) + "\n")
+    return choice

@@ -55,18 +55,35 @@ def cmd_train(args, ws: Workspace) -> None:
 
 
 def cmd_blend(args, ws: Workspace) -> None:
-    from foldwise.blend import load_oof
+    from foldwise.blend import compare, load_oof, write_blend
     from foldwise.competition import load_competition
     from foldwise.config import load_recipe
-    from foldwise.report import markdown_table, write_blend
+    from foldwise.report import candidate_table, write_report
 
     comp = load_competition(args.comp, args.layout)
     names = [load_recipe(e).name if e.endswith((".yaml", ".yml")) else e for e in args.experiments]
     oofs = [load_oof(ws.comp_dir(comp.name) / exp) for exp in names]
-    out = ws.blend_dir(comp.name)
-    choice = write_blend(oofs, list(comp.classes), out)
-    print(markdown_table(choice["candidates"]))
-    print(f"chosen: {choice['method']} of {', '.join(choice['models'])}; report: {out / 'report.md'}")
+    result = compare(oofs, metric=args.metric, seed=args.seed)
+    write_blend(result, list(comp.classes), ws.blend_dir(comp.name), metric=args.metric, seed=args.seed)
+    report = write_report(ws, comp)
+    header, body = candidate_table(result.rows)
+    print(format_table(header, body))
+    print(f"chosen: {result.fitted.method} of {', '.join(result.fitted.models)}; report: {report} (+ report.html)")
+
+
+def cmd_report(args, ws: Workspace) -> None:
+    from foldwise.competition import load_competition
+    from foldwise.report import write_report
+
+    print(f"wrote {write_report(ws, load_competition(args.comp, args.layout))} (+ report.html)")
+
+
+def format_table(header: list[str], body: list[list]) -> str:
+    """A plain-text table with aligned columns for the terminal."""
+    cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in body]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths)] + lines[1:])
 
 
 def cmd_submit(args, ws: Workspace) -> None:
@@ -122,7 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = with_comp(sub.add_parser("blend", help="compare ensembles on OOF logits -> output/<comp>/blend/"))
     p.add_argument("experiments", nargs="+", help="experiment names under output/<comp>/, or their recipe files")
+    p.add_argument("--metric", default="accuracy", choices=["accuracy", "log_loss"], help="what the blend optimizes")
+    p.add_argument("--seed", type=int, default=0, help="seed of the nested-CV splits and bootstrap")
     p.set_defaults(func=cmd_blend)
+
+    p = with_comp(sub.add_parser("report", help="rebuild output/<comp>/blend/report.md + report.html from artifacts"))
+    p.set_defaults(func=cmd_report)
 
     p = with_comp(sub.add_parser("submit", help="blend.json + test logits -> output/<comp>/submission.csv"))
     p.set_defaults(func=cmd_submit)

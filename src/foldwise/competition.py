@@ -15,8 +15,15 @@ class SubmissionFormat:
     """How submission.csv must look: the sample's columns and id order (or our default when none ships)."""
 
     id_column: str = "id"
-    label_column: str = "label"
+    label_column: str = "label"  # single-label submissions
     sample_path: Path | None = None  # sample_submission.csv the output is validated against
+    probability_columns: tuple[str, ...] = ()  # one column per class when the sample asks for probabilities
+    probability_classes: tuple[int, ...] = ()  # class index written in each probability column
+
+    @property
+    def wants_probabilities(self) -> bool:
+        """True when the submission holds one probability column per class instead of a label."""
+        return bool(self.probability_columns)
 
 
 @dataclass(frozen=True)

@@ -8,28 +8,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from foldwise.blend import apply_method, softmax
 from foldwise.competition import Competition
+from foldwise.ensemble import FittedBlend
 from foldwise.errors import FoldwiseError
 from foldwise.fileio import write_atomic
 from foldwise.formats.csv_layout import read_csv
 from foldwise.workspace import Workspace
 
 
-def load_test_probs(exp_dir: Path, test_ids: tuple[str, ...]) -> tuple[np.ndarray, str]:
-    """Test probabilities of one experiment: the full retrain when it exists, else the average over its folds."""
+def load_test_logits(exp_dir: Path, test_ids: tuple[str, ...]) -> tuple[np.ndarray, str]:
+    """Test logits of one experiment: the full retrain's when it exists, else the mean over its fold models."""
     full = exp_dir / "full" / "test.npz"
     files = [full] if full.exists() else sorted(exp_dir.glob("fold*/test.npz"))
     if not files:
         raise FoldwiseError(f"{exp_dir}: no full/test.npz or fold*/test.npz; train it first.")
-    probs = []
+    logits = []
     for f in files:
         data = np.load(f)
         if not np.array_equal(data["ids"], np.array(test_ids)):
             raise FoldwiseError(f"{f}: its test ids differ from the competition's; the test set changed. Retrain.")
-        probs.append(softmax(data["logits"]))
-    source = "full retrain" if files == [full] else f"average of {len(files)} fold models"
-    return np.mean(probs, axis=0), source
+        logits.append(data["logits"].astype(np.float64))
+    source = "full retrain" if files == [full] else f"mean logits of {len(files)} fold models"
+    return np.mean(logits, axis=0), source
 
 
 def expected_frame(comp: Competition) -> pd.DataFrame:
@@ -40,11 +40,12 @@ def expected_frame(comp: Competition) -> pd.DataFrame:
     return pd.DataFrame({fmt.id_column: list(comp.test_ids), fmt.label_column: comp.classes[0]})
 
 
-def validate_submission(df: pd.DataFrame, sample: pd.DataFrame, classes, where: str = "submission") -> None:
-    """Same columns, same ids in the same order, one known class per row; raises FoldwiseError otherwise."""
+def validate_submission(df: pd.DataFrame, sample: pd.DataFrame, classes, where: str = "submission",
+                        probabilities: bool = False) -> None:  # fmt: skip
+    """Same columns, same ids in the same order, and a known class (or a probability row summing to 1) per row."""
     if list(df.columns) != list(sample.columns):
         raise FoldwiseError(f"{where}: columns {list(df.columns)} differ from the sample's {list(sample.columns)}.")
-    id_col, label_col = sample.columns[0], sample.columns[1]
+    id_col = sample.columns[0]
     got, want = df[id_col].astype(str).tolist(), sample[id_col].astype(str).tolist()
     missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
     if missing or extra:
@@ -56,33 +57,49 @@ def validate_submission(df: pd.DataFrame, sample: pd.DataFrame, classes, where: 
         first = next(i for i, (a, b) in enumerate(zip(got, want)) if a != b)
         raise FoldwiseError(f"{where}: ids are not in the sample's order (row {first}: {got[first]!r}, "
                             f"expected {want[first]!r}).")  # fmt: skip
-    unknown = sorted(set(df[label_col].astype(str)) - {str(c) for c in classes})
+    if probabilities:
+        values = df[sample.columns[1:]].to_numpy(dtype=np.float64)
+        if not np.isfinite(values).all() or (values < 0).any() or (values > 1).any():
+            raise FoldwiseError(f"{where}: probabilities must be finite and within [0, 1].")
+        worst = float(np.abs(values.sum(axis=1) - 1).max())
+        if worst > 1e-4:
+            raise FoldwiseError(f"{where}: probability rows must sum to 1 (off by up to {worst:.2g}).")
+        return
+    unknown = sorted(set(df[sample.columns[1]].astype(str)) - {str(c) for c in classes})
     if unknown:
         raise FoldwiseError(f"{where}: labels {unknown[:5]} are not classes of this competition.")
 
 
+def submission_frame(comp: Competition, probs: np.ndarray) -> pd.DataFrame:
+    """Rows in test-id order: the argmax class name, or one probability column per class when the sample asks."""
+    fmt = comp.submission
+    frame = {fmt.id_column: list(comp.test_ids)}
+    if fmt.wants_probabilities:
+        for column, k in zip(fmt.probability_columns, fmt.probability_classes):
+            frame[column] = probs[:, k]
+    else:
+        frame[fmt.label_column] = [comp.classes[i] for i in probs.argmax(1)]
+    return pd.DataFrame(frame)
+
+
 def make_submission(comp: Competition, ws: Workspace) -> tuple[Path, dict]:
-    """Apply blend.json to the test logits, validate, and write output/<comp>/submission.csv atomically."""
+    """Apply blend.json's fitted blend to the test logits, validate, and write submission.csv atomically."""
     blend_path = ws.blend_dir(comp.name) / "blend.json"
     if not blend_path.exists():
         raise FoldwiseError(f"{blend_path}: missing; run `foldwise blend input/{comp.name} <exp> ...` first.")
     choice = json.loads(blend_path.read_text())
-    if choice["classes"] != list(comp.classes):
-        raise FoldwiseError(f"{blend_path}: made for other classes than {comp.root} has; rerun `foldwise blend`.")
-    probs, sources = [], {}
-    for exp in choice["models"]:
-        p, sources[exp] = load_test_probs(ws.comp_dir(comp.name) / exp, comp.test_ids)
-        probs.append(p)
-    blended = apply_method(choice["method"], probs)
-    fmt = comp.submission
-    df = pd.DataFrame(
-        {fmt.id_column: list(comp.test_ids), fmt.label_column: [comp.classes[i] for i in blended.argmax(1)]}
-    )
-    sample = expected_frame(comp)
+    if choice.get("classes") != list(comp.classes) or "blend" not in choice:
+        raise FoldwiseError(f"{blend_path}: made for other data or by an older foldwise; rerun `foldwise blend`.")
+    fitted = FittedBlend.from_dict(choice["blend"])
+    logits, sources = [], {}
+    for exp in fitted.models:
+        z, sources[exp] = load_test_logits(ws.comp_dir(comp.name) / exp, comp.test_ids)
+        logits.append(z)
+    df = submission_frame(comp, fitted.predict_proba(logits))
     path = ws.submission_csv(comp.name)
-    validate_submission(df, sample, comp.classes, where=str(path))
+    validate_submission(df, expected_frame(comp), comp.classes, str(path), comp.submission.wants_probabilities)
     write_atomic(path, lambda p: df.to_csv(p, index=False, lineterminator="\n"))
-    return path, {"method": choice["method"], "models": choice["models"], "sources": sources, "rows": len(df)}
+    return path, {"method": fitted.method, "models": list(fitted.models), "sources": sources, "rows": len(df)}
 
 
 def score_submission(submission: Path, solution: Path) -> dict:

@@ -63,15 +63,30 @@ def _resolve(ids: list[str], directory: Path, csv_path: Path) -> list[Path]:
     return [index[i] for i in ids]
 
 
-def read_sample_submission(path: Path) -> tuple[SubmissionFormat, list[str]]:
-    """Submission format and test ids (in order) from sample_submission.csv."""
+def read_sample_submission(path: Path, classes: tuple[str, ...]) -> tuple[SubmissionFormat, list[str]]:
+    """Submission format and test ids (in order): `id,label`, or `id,<one probability column per class>`.
+
+    Probability columns are matched to classes by name when they are the class names, else by position in the
+    sorted class order (e.g. the Tiny ImageNet seed's `id,class_000,...,class_099`).
+    """
     df = read_csv(path)
     columns = list(df.columns)
-    if len(columns) != 2:
-        raise FoldwiseError(f"{path}: expected two columns (id, label), found {columns}.")
     id_col = _pick(columns, ID_COLUMNS, 0, path, "id")
-    label_col = next(c for c in columns if c != id_col)
-    return SubmissionFormat(id_column=id_col, label_column=label_col, sample_path=path), df[id_col].tolist()
+    rest = [c for c in columns if c != id_col]
+    if len(rest) == 1:
+        return SubmissionFormat(id_column=id_col, label_column=rest[0], sample_path=path), df[id_col].tolist()
+    if set(rest) == set(classes):
+        index = [classes.index(c) for c in rest]
+    elif len(rest) == len(classes):
+        index = list(range(len(classes)))
+    else:
+        raise FoldwiseError(
+            f"{path}: {len(rest)} columns besides {id_col!r}; expected 1 (a label) or one probability column per "
+            f"class ({len(classes)} classes: {', '.join(classes[:5])}...). Fix the sample or the training labels."
+        )
+    fmt = SubmissionFormat(id_column=id_col, label_column="", sample_path=path,
+                           probability_columns=tuple(rest), probability_classes=tuple(index))  # fmt: skip
+    return fmt, df[id_col].tolist()
 
 
 def test_paths_for_ids(ids: list[str], test_dir: Path, sample: Path) -> list[Path]:
@@ -94,7 +109,7 @@ def read(root: Path) -> Competition:
     train_paths = _resolve(ids, root / "train", train_csv)
     sample = root / "sample_submission.csv"
     if sample.exists():
-        fmt, test_ids = read_sample_submission(sample)
+        fmt, test_ids = read_sample_submission(sample, classes)
         test_paths = test_paths_for_ids(test_ids, root / "test", sample)
     else:
         files = sorted({p for p in _index_images(root / "test", train_csv).values()})

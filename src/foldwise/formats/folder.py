@@ -33,7 +33,7 @@ def read(root: Path) -> Competition:
         raise FoldwiseError(f"{test_dir}: missing; put the unlabeled test images there.")
     sample = root / "sample_submission.csv"
     if sample.exists():
-        fmt, test_ids = read_sample_submission(sample)
+        fmt, test_ids = read_sample_submission(sample, classes)
         test_paths = test_paths_for_ids(test_ids, test_dir, sample)
     else:
         files = list_images(test_dir)
