@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,9 +45,18 @@ def test_submit_sh_end_to_end_then_rerun_reuses_everything(tmp_path):
             assert (out / exp / f"fold{k}" / "oof.npz").exists()
         assert (out / exp / "full" / "test.npz").exists()
     report = (out / "blend" / "report.md").read_text()
-    for candidate in ("tiny-cnn", "tiny-wide", "max_confidence", "mean_probability"):
+    for candidate in ("tiny-cnn", "tiny-wide", "max_confidence_raw", "max_confidence", "mean_probability", "stacking"):
         assert f"| {candidate} |" in report
-    assert (out / "blend" / "candidates.png").stat().st_size > 1000
+    for section in ("Decision", "Data", "Candidates", "Learning curves", "Per-class accuracy and confusion",
+                    "Calibration", "Full retrain vs fold average", "Configuration"):  # fmt: skip
+        assert f"## {section}" in report
+    assert "full retrain" in report and "foldwise revision" in report
+    images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", report)
+    assert len(images) == 7
+    for name in images:
+        assert (out / "blend" / name).stat().st_size > 2000, name
+    page = (out / "blend" / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == len(images) and "<table>" in page
 
     submission = pd.read_csv(out / "submission.csv", dtype=str)
     sample = pd.read_csv(comp / "sample_submission.csv", dtype=str)
