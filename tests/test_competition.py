@@ -28,8 +28,8 @@ def test_csv_layout_detected_and_consistent_with_train_csv(tiny_comp):
     train = pd.read_csv(tiny_comp / "train.csv", dtype=str)
     assert list(comp.train_ids) == train["id"].tolist()
     assert [comp.classes[i] for i in comp.train_labels] == train["label"].tolist()
-    assert len(comp.train_paths) == len(train) == 100
-    for id_, path in zip(comp.train_ids, comp.train_paths):
+    assert len(comp.train_images) == len(train) == 100
+    for id_, path in zip(comp.train_ids, comp.train_images):
         assert path == tiny_comp / "train" / f"{id_}.png" and path.is_file()
     assert comp.solution_path == tiny_comp / "solution.csv"
     assert comp.submission.id_column == "id" and comp.submission.label_column == "label"
@@ -45,8 +45,8 @@ def test_csv_test_ids_follow_sample_submission_order(tiny_comp):
     shuffled.to_csv(sample, index=False)
     comp = load_competition(tiny_comp)
     assert list(comp.test_ids) == shuffled["id"].tolist()
-    assert [p.stem for p in comp.test_paths] == shuffled["id"].tolist()
-    assert all(p.parent == tiny_comp / "test" for p in comp.test_paths)
+    assert [p.stem for p in comp.test_images] == shuffled["id"].tolist()
+    assert all(p.parent == tiny_comp / "test" for p in comp.test_images)
 
 
 def test_csv_classes_sorted_numerically_and_labels_follow(tmp_path):
@@ -71,7 +71,7 @@ def test_csv_ids_with_extension_and_leading_zeros(tmp_path):
     (root / "train.csv").write_text("image_id,class\n007.png,a\n008,b\n010,a\n")
     comp = load_competition(root)
     assert comp.train_ids == ("007.png", "008", "010")
-    assert [p.name for p in comp.train_paths] == ["007.png", "008.png", "010.png"]
+    assert [p.name for p in comp.train_images] == ["007.png", "008.png", "010.png"]
     assert comp.classes == ("a", "b")
     assert comp.test_ids == ("001",)  # no sample_submission: test/ stems
     assert comp.submission.sample_path is None and comp.solution_path is None
@@ -125,9 +125,9 @@ def test_folder_layout_detected_and_read(tmp_path):
     assert comp.layout == "folder" and comp.name == "flowers"
     assert comp.classes == ("2", "3", "10")
     assert comp.test_ids == ("a", "b", "c10")
-    assert [p.name for p in comp.test_paths] == ["a.png", "b.png", "c10.png"]
+    assert [p.name for p in comp.test_images] == ["a.png", "b.png", "c10.png"]
     assert len(comp.train_ids) == 9 and len(set(comp.train_ids)) == 9
-    for id_, label, path in zip(comp.train_ids, comp.train_labels, comp.train_paths):
+    for id_, label, path in zip(comp.train_ids, comp.train_labels, comp.train_images):
         class_name, stem = id_.split("/")
         assert comp.classes[label] == class_name == path.parent.name
         assert path.stem == stem and path.is_file()

@@ -24,8 +24,8 @@ def fake_comp(counts: dict[str, int], prefix: str = "img") -> Competition:
             labels.append(label)
     return Competition(
         name="fake", root=Path("/nowhere/fake"), layout="csv", classes=classes,
-        train_ids=tuple(ids), train_labels=tuple(labels), train_paths=tuple(Path(f"{i}.png") for i in ids),
-        test_ids=("t0",), test_paths=(Path("t0.png"),), submission=SubmissionFormat(),
+        train_ids=tuple(ids), train_labels=tuple(labels), train_images=tuple(Path(f"{i}.png") for i in ids),
+        test_ids=("t0",), test_images=(Path("t0.png"),), submission=SubmissionFormat(),
     )  # fmt: skip
 
 

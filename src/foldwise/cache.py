@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from foldwise.competition import ArrayImages, ImageSource
 from foldwise.errors import FoldwiseError
 from foldwise.fileio import atomic_path
 from foldwise.progress import progress
@@ -23,19 +24,24 @@ from foldwise.progress import progress
 CHUNK = 256  # images per worker task
 
 
+def resize_pil(im: Image.Image, size: int) -> np.ndarray:
+    """RGB, shorter side resized to `size` (bicubic), center crop to size x size; uint8 (size, size, 3)."""
+    im = im.convert("RGB")
+    if im.size != (size, size):
+        w, h = im.size
+        scale = size / min(w, h)
+        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+        im = im.resize((nw, nh), Image.Resampling.BICUBIC)
+        left, top = (nw - size) // 2, (nh - size) // 2
+        im = im.crop((left, top, left + size, top + size))
+    return np.asarray(im, dtype=np.uint8)
+
+
 def decode_image(path: Path, size: int) -> np.ndarray:
     """One image file -> (size, size, 3) uint8, shorter side resized then center-cropped."""
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB")
-            if im.size != (size, size):
-                w, h = im.size
-                scale = size / min(w, h)
-                nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-                im = im.resize((nw, nh), Image.Resampling.BICUBIC)
-                left, top = (nw - size) // 2, (nh - size) // 2
-                im = im.crop((left, top, left + size, top + size))
-            return np.asarray(im, dtype=np.uint8)
+            return resize_pil(im, size)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise FoldwiseError(f"{path}: cannot decode this image ({e}). Replace or remove the file.") from e
 
@@ -45,9 +51,10 @@ def _decode_chunk(args: tuple[list[Path], int]) -> np.ndarray:
     return np.stack([decode_image(p, size) for p in paths])
 
 
-def cache_key(paths: Sequence[Path], size: int) -> str:
+def cache_key(source: ImageSource, size: int) -> str:
     """Content key: file names, byte sizes, mtimes and target size; any change gives a new cache file."""
-    digest = hashlib.sha256(f"v1 size={size} n={len(paths)}".encode())
+    paths = source.files if isinstance(source, ArrayImages) else source
+    digest = hashlib.sha256(f"v1 size={size} n={len(source)}".encode())
     for p in paths:
         st = os.stat(p)
         digest.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
@@ -74,14 +81,31 @@ def decode_images(paths: Sequence[Path], size: int, out: np.ndarray, desc: str, 
             pool.shutdown(cancel_futures=True)
 
 
-def cached_images(paths: Sequence[Path], size: int, cache_dir: Path, split: str, workers: int | None = None):
-    """(N, size, size, 3) uint8 array for `paths`, decoded once and memory-mapped from `cache_dir`."""
-    path = Path(cache_dir) / f"{split}-{size}px-{cache_key(paths, size)}.npy"
+def resize_array_images(source: ArrayImages, size: int, out: np.ndarray, desc: str) -> None:
+    """Fill `out` from images held in arrays, applying the same RGB + resize policy as files."""
+    images = source.load()
+    if len(images) != len(source):
+        raise FoldwiseError(f"{source.files[0]}: holds {len(images)} images, expected {len(source)}.")
+    for i in progress(range(len(images)), desc=desc, unit="img"):
+        im = images[i]
+        if im.shape[:2] == (size, size) and im.ndim == 3 and im.shape[2] == 3:
+            out[i] = im
+        else:
+            out[i] = resize_pil(Image.fromarray(im), size)
+
+
+def cached_images(source: ImageSource, size: int, cache_dir: Path, split: str, workers: int | None = None):
+    """(N, size, size, 3) uint8 array for `source`, decoded once and memory-mapped from `cache_dir`."""
+    path = Path(cache_dir) / f"{split}-{size}px-{cache_key(source, size)}.npy"
     if not path.exists():
         workers = workers or min(os.cpu_count() or 1, 8)
         with atomic_path(path) as tmp:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
-            decode_images(paths, size, out, desc=f"decode {split} {size}px", workers=workers)
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(source), size, size, 3))
+            desc = f"decode {split} {size}px"
+            if isinstance(source, ArrayImages):
+                resize_array_images(source, size, out, desc)
+            else:
+                decode_images(source, size, out, desc=desc, workers=workers)
             out.flush()
             del out
     return np.load(path, mmap_mode="r")

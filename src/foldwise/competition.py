@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from foldwise.errors import FoldwiseError
 
@@ -27,6 +30,21 @@ class SubmissionFormat:
 
 
 @dataclass(frozen=True)
+class ArrayImages:
+    """Images stored inside container files (CIFAR pickles, IDX), not one file per image."""
+
+    files: tuple[Path, ...]  # the containers: named in errors, and their sizes/mtimes key the cache
+    count: int
+    load: Callable[[], np.ndarray]  # -> uint8 (count, H, W, 3) or (count, H, W)
+
+    def __len__(self) -> int:
+        return self.count
+
+
+ImageSource = tuple[Path, ...] | ArrayImages  # one file per image, or arrays inside container files
+
+
+@dataclass(frozen=True)
 class Competition:
     """Everything later stages need to know about the data; images are referenced by path, not loaded."""
 
@@ -36,9 +54,9 @@ class Competition:
     classes: tuple[str, ...]  # index = label id used in logits
     train_ids: tuple[str, ...]
     train_labels: tuple[int, ...]  # indices into classes
-    train_paths: tuple[Path, ...]
+    train_images: ImageSource
     test_ids: tuple[str, ...]  # in submission order
-    test_paths: tuple[Path, ...]
+    test_images: ImageSource
     submission: SubmissionFormat
     solution_path: Path | None = None  # labels for the test images, kept aside for `foldwise score`
 

@@ -9,9 +9,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from foldwise.competition import ArrayImages
 
-def image_stats(paths: tuple[Path, ...], sample: int = 200, seed: int = 0) -> dict:
+
+def image_stats(paths, sample: int = 200, seed: int = 0) -> dict:
     """Most common (width x height) sizes and PIL modes among a seeded sample of image headers."""
+    if isinstance(paths, ArrayImages):
+        shape = paths.load().shape
+        return {
+            "sampled": shape[0],
+            "sizes": f"{shape[2]}x{shape[1]} (all)",
+            "modes": "arrays in " + ", ".join(p.name for p in paths.files[:4]),
+        }
     rng = np.random.default_rng(seed)
     chosen = [paths[i] for i in sorted(rng.choice(len(paths), size=min(sample, len(paths)), replace=False))]
     sizes, modes = Counter(), Counter()
@@ -28,9 +37,16 @@ def file_digest(path: Path) -> str:
     return hashlib.sha1(path.read_bytes()).hexdigest()
 
 
-def exact_duplicates(train: tuple[Path, ...], test: tuple[Path, ...]) -> dict:
-    """Groups of byte-identical training files, and test files identical to some training file."""
-    train_hashes = Counter(file_digest(p) for p in train)
+def digests(source) -> list[str]:
+    """One content digest per image: file bytes, or pixel bytes for array-backed images."""
+    if isinstance(source, ArrayImages):
+        return [hashlib.sha1(np.ascontiguousarray(im).tobytes()).hexdigest() for im in source.load()]
+    return [file_digest(p) for p in source]
+
+
+def exact_duplicates(train, test) -> dict:
+    """Groups of byte-identical training images, and test images identical to some training image."""
+    train_hashes = Counter(digests(train))
     groups = sum(1 for n in train_hashes.values() if n > 1)
-    overlap = sum(1 for p in test if file_digest(p) in train_hashes)
+    overlap = sum(1 for d in digests(test) if d in train_hashes)
     return {"train_groups": groups, "train_test": overlap}

@@ -100,8 +100,8 @@ def rows_acc(rows: list[dict], candidate: str) -> float:
 def data_section(comp: Competition) -> Section:
     """Classes, counts, image sizes and modes (sampled), and exact duplicate files."""
     counts = np.bincount(np.asarray(comp.train_labels), minlength=len(comp.classes))
-    sizes = datasummary.image_stats(comp.train_paths + comp.test_paths)
-    dups = datasummary.exact_duplicates(comp.train_paths, comp.test_paths)
+    sizes = datasummary.image_stats(comp.train_images + comp.test_images)
+    dups = datasummary.exact_duplicates(comp.train_images, comp.test_images)
     text = [
         f"`{comp.root}` ({comp.layout} layout): {len(comp.train_ids)} labeled images in {len(comp.classes)} classes "
         f"({counts.min()}-{counts.max()} per class), {len(comp.test_ids)} unlabeled test images.",

@@ -54,8 +54,8 @@ def train_run(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace
     if fold is not None and not valid_rows:
         raise FoldwiseError(f"{ws.folds_csv(comp.name)}: fold {fold} has no images; choose an existing fold.")
     size = recipe.data.image_size
-    train_images = cached_images(comp.train_paths, size, ws.cache_dir(comp.name), "train")
-    test_images = cached_images(comp.test_paths, size, ws.cache_dir(comp.name), "test")
+    train_array = cached_images(comp.train_images, size, ws.cache_dir(comp.name), "train")
+    test_array = cached_images(comp.test_images, size, ws.cache_dir(comp.name), "test")
 
     device = resolve_device(recipe.run.device)
     if recipe.run.threads and device.type == "cpu":
@@ -67,7 +67,7 @@ def train_run(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace
     if recipe.run.channels_last:
         model = model.to(memory_format=torch.channels_last)
     mean, std = (torch.tensor(v, device=device).view(1, 3, 1, 1) for v in normalization(model))
-    batcher = Batcher(torch.from_numpy(np.array(train_images)).to(device), mean, std, device,
+    batcher = Batcher(torch.from_numpy(np.array(train_array)).to(device), mean, std, device,
                       recipe.run.channels_last)  # fmt: skip
     labels = torch.tensor(comp.train_labels, dtype=torch.long)
     rows, valid = torch.tensor(train_rows), torch.tensor(valid_rows, dtype=torch.long)
@@ -97,8 +97,8 @@ def train_run(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace
         log.info("%s epoch %d: %s", name, epoch, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))
         write_atomic(run_dir / "history.csv", lambda p: pd.DataFrame(history).to_csv(p, index=False))
 
-    batcher.images = torch.from_numpy(np.array(test_images)).to(device)
-    test_logits = predict_logits(model, batcher, torch.arange(len(test_images)),
+    batcher.images = torch.from_numpy(np.array(test_array)).to(device)
+    test_logits = predict_logits(model, batcher, torch.arange(len(test_array)),
                                  batch_size=recipe.data.eval_batch_size, bf16=bf16, desc="test")  # fmt: skip
     meta.update(epochs=recipe.optim.epochs, device=str(device), bf16=bf16, train_rows=len(rows), valid_rows=len(valid),
                 final=history[-1])  # fmt: skip

@@ -106,18 +106,18 @@ def read(root: Path) -> Competition:
         raise FoldwiseError(f"{train_csv}: has no rows.")
     classes = sort_class_names(names)
     index = {c: i for i, c in enumerate(classes)}
-    train_paths = _resolve(ids, root / "train", train_csv)
+    train_images = _resolve(ids, root / "train", train_csv)
     sample = root / "sample_submission.csv"
     if sample.exists():
         fmt, test_ids = read_sample_submission(sample, classes)
-        test_paths = test_paths_for_ids(test_ids, root / "test", sample)
+        test_images = test_paths_for_ids(test_ids, root / "test", sample)
     else:
         files = sorted({p for p in _index_images(root / "test", train_csv).values()})
-        fmt, test_ids, test_paths = SubmissionFormat(), [p.stem for p in files], files
+        fmt, test_ids, test_images = SubmissionFormat(), [p.stem for p in files], files
     solution = root / "solution.csv"
     return Competition(
         name=root.name, root=root, layout="csv", classes=classes,
-        train_ids=tuple(ids), train_labels=tuple(index[n] for n in names), train_paths=tuple(train_paths),
-        test_ids=tuple(test_ids), test_paths=tuple(test_paths), submission=fmt,
+        train_ids=tuple(ids), train_labels=tuple(index[n] for n in names), train_images=tuple(train_images),
+        test_ids=tuple(test_ids), test_images=tuple(test_images), submission=fmt,
         solution_path=solution if solution.exists() else None,
     )  # fmt: skip

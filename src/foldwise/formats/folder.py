@@ -34,14 +34,14 @@ def read(root: Path) -> Competition:
     sample = root / "sample_submission.csv"
     if sample.exists():
         fmt, test_ids = read_sample_submission(sample, classes)
-        test_paths = test_paths_for_ids(test_ids, test_dir, sample)
+        test_images = test_paths_for_ids(test_ids, test_dir, sample)
     else:
         files = list_images(test_dir)
-        fmt, test_ids, test_paths = SubmissionFormat(), [p.stem for p in files], files
+        fmt, test_ids, test_images = SubmissionFormat(), [p.stem for p in files], files
     solution = root / "solution.csv"
     return Competition(
         name=root.name, root=root, layout="folder", classes=classes,
-        train_ids=tuple(ids), train_labels=tuple(labels), train_paths=tuple(paths),
-        test_ids=tuple(test_ids), test_paths=tuple(test_paths), submission=fmt,
+        train_ids=tuple(ids), train_labels=tuple(labels), train_images=tuple(paths),
+        test_ids=tuple(test_ids), test_images=tuple(test_images), submission=fmt,
         solution_path=solution if solution.exists() else None,
     )  # fmt: skip
