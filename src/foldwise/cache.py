@@ -46,9 +46,16 @@ def decode_image(path: Path, size: int) -> np.ndarray:
         raise FoldwiseError(f"{path}: cannot decode this image ({e}). Replace or remove the file.") from e
 
 
-def _decode_chunk(args: tuple[list[Path], int]) -> np.ndarray:
+def _decode_chunk(args: tuple[list[Path], int]) -> tuple[np.ndarray, list[str]]:
+    """Decoded images of one chunk (zeros where a file failed) and the failures' messages."""
     paths, size = args
-    return np.stack([decode_image(p, size) for p in paths])
+    out, failed = np.zeros((len(paths), size, size, 3), dtype=np.uint8), []
+    for i, p in enumerate(paths):
+        try:
+            out[i] = decode_image(p, size)
+        except FoldwiseError as e:
+            failed.append(str(e))
+    return out, failed
 
 
 def cache_key(source: ImageSource, size: int) -> str:
@@ -71,14 +78,19 @@ def decode_images(paths: Sequence[Path], size: int, out: np.ndarray, desc: str, 
     else:
         pool = ProcessPoolExecutor(max_workers=workers)
         results = pool.map(_decode_chunk, chunks)
+    failed: list[str] = []
     try:
-        for i, batch in enumerate(results):
+        for i, (batch, errors) in enumerate(results):
             out[i * CHUNK : i * CHUNK + len(batch)] = batch
+            failed += errors
             bar.update(len(batch))
     finally:
         bar.close()
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+    if failed:  # every broken file at once, not one per run
+        shown = "\n  ".join(failed[:10]) + (f"\n  ... and {len(failed) - 10} more" if len(failed) > 10 else "")
+        raise FoldwiseError(f"{len(failed)} image(s) cannot be decoded; replace or remove them:\n  {shown}")
 
 
 def resize_array_images(source: ArrayImages, size: int, out: np.ndarray, desc: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from pathlib import Path
 
@@ -10,8 +11,17 @@ import pandas as pd
 from foldwise.competition import IMAGE_EXTENSIONS, Competition, SubmissionFormat, sort_class_names
 from foldwise.errors import FoldwiseError
 
+log = logging.getLogger(__name__)
+
 ID_COLUMNS = ("id", "image_id", "image", "image_name", "filename", "file", "name")
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target")
+TRAIN_DIRS = ("train", "train_images", "images")  # where Kaggle competitions put the labeled images
+TEST_DIRS = ("test", "test_images")
+
+
+def image_dir(root: Path, names: tuple[str, ...]) -> Path:
+    """The first existing image folder among `names` (the first name when none exists, for the error message)."""
+    return next((root / n for n in names if (root / n).is_dir()), root / names[0])
 
 
 def matches(root: Path) -> bool:
@@ -38,11 +48,16 @@ def read_csv(path: Path) -> pd.DataFrame:
 
 
 def _index_images(directory: Path, csv_path: Path) -> dict[str, Path]:
-    """Map both 'name.ext' and 'name' to the file, scanning the directory once."""
+    """Map both 'name.ext' and 'name' to the file, scanning the directory once; non-image files are skipped."""
     if not directory.is_dir():
         raise FoldwiseError(f"{directory}: missing; {csv_path.name} refers to images that should be there.")
+    try:
+        entries = sorted(p for p in directory.iterdir() if p.is_file())
+    except PermissionError as e:
+        raise FoldwiseError(f"{directory}: cannot read this directory ({e.strerror}); fix its permissions.") from e
+    warn_skipped(directory, [p for p in entries if p.suffix.lower() not in IMAGE_EXTENSIONS])
     index: dict[str, Path] = {}
-    for path in directory.iterdir():
+    for path in entries:
         if path.suffix.lower() in IMAGE_EXTENSIONS:
             index[path.name] = path
             index.setdefault(path.stem, path)
@@ -50,17 +65,45 @@ def _index_images(directory: Path, csv_path: Path) -> dict[str, Path]:
 
 
 def _resolve(ids: list[str], directory: Path, csv_path: Path) -> list[Path]:
+    """Image file of every id; every image file in the directory must be listed exactly once."""
     index = _index_images(directory, csv_path)
+    duplicated = sorted(i for i, n in Counter(ids).items() if n > 1)
+    if duplicated:
+        raise FoldwiseError(
+            f"{csv_path}: duplicate ids {duplicated[:5]}; every id must appear once. Remove the copies."
+        )
     missing = [i for i in ids if i not in index]
     if missing:
         raise FoldwiseError(
             f"{csv_path}: {len(missing)} id(s) have no image in {directory}/ (e.g. {missing[:5]}). "
             "Add the images or remove those rows."
         )
-    duplicated = sorted(i for i, n in Counter(ids).items() if n > 1)
-    if duplicated:
-        raise FoldwiseError(f"{csv_path}: duplicate ids {duplicated[:5]}; every id must appear once.")
-    return [index[i] for i in ids]
+    paths = [index[i] for i in ids]
+    unlisted = sorted({p.name for p in index.values()} - {p.name for p in paths})
+    if unlisted:
+        raise FoldwiseError(
+            f"{directory}: {len(unlisted)} image(s) have no row in {csv_path.name} (e.g. {unlisted[:5]}). "
+            f"Add rows for them or move them out of {directory.name}/."
+        )
+    check_not_empty_files(paths)
+    return paths
+
+
+def check_not_empty_files(paths: list[Path]) -> None:
+    """Zero-byte files are failed downloads or copies: name them before any decoding starts."""
+    empty = [p for p in paths if p.stat().st_size == 0]
+    if empty:
+        shown = ", ".join(str(p) for p in empty[:5])
+        raise FoldwiseError(
+            f"{len(empty)} image file(s) are empty (0 bytes): {shown}. Download them again or remove them."
+        )
+
+
+def warn_skipped(directory: Path, skipped: list[Path]) -> None:
+    """Non-image files (.DS_Store, notes, archives) among the images are skipped, with a warning naming them."""
+    if skipped:
+        log.warning("%s: skipping %d non-image file(s): %s", directory, len(skipped),
+                    ", ".join(p.name for p in skipped[:10]))  # fmt: skip
 
 
 def read_sample_submission(path: Path, classes: tuple[str, ...]) -> tuple[SubmissionFormat, list[str]]:
@@ -79,6 +122,12 @@ def read_sample_submission(path: Path, classes: tuple[str, ...]) -> tuple[Submis
         index = [classes.index(c) for c in rest]
     elif len(rest) == len(classes):
         index = list(range(len(classes)))
+    elif set(rest) & set(classes):
+        unknown = sorted(set(classes) - set(rest))
+        raise FoldwiseError(
+            f"{path}: its probability columns name the classes, but training labels {unknown[:5]} are not among them. "
+            "Fix those labels in train.csv (typo? extra class?) or add the columns."
+        )
     else:
         raise FoldwiseError(
             f"{path}: {len(rest)} columns besides {id_col!r}; expected 1 (a label) or one probability column per "
@@ -101,18 +150,22 @@ def read(root: Path) -> Competition:
     columns = list(df.columns)
     id_col = _pick(columns, ID_COLUMNS, 0, train_csv, "id")
     label_col = _pick([c for c in columns if c != id_col], LABEL_COLUMNS, 0, train_csv, "label")
-    ids, names = df[id_col].tolist(), df[label_col].tolist()
+    ids, names = df[id_col].tolist(), [n.strip() for n in df[label_col].tolist()]
     if not ids:
         raise FoldwiseError(f"{train_csv}: has no rows.")
+    blank = [i for i, n in zip(ids, names) if not n]
+    if blank:
+        raise FoldwiseError(f"{train_csv}: {len(blank)} row(s) have no {label_col!r} (e.g. ids {blank[:5]}). "
+                            "Label them or remove the rows.")  # fmt: skip
     classes = sort_class_names(names)
     index = {c: i for i, c in enumerate(classes)}
-    train_images = _resolve(ids, root / "train", train_csv)
+    train_images = _resolve(ids, image_dir(root, TRAIN_DIRS), train_csv)
     sample = root / "sample_submission.csv"
     if sample.exists():
         fmt, test_ids = read_sample_submission(sample, classes)
-        test_images = test_paths_for_ids(test_ids, root / "test", sample)
+        test_images = test_paths_for_ids(test_ids, image_dir(root, TEST_DIRS), sample)
     else:
-        files = sorted({p for p in _index_images(root / "test", train_csv).values()})
+        files = sorted({p for p in _index_images(image_dir(root, TEST_DIRS), train_csv).values()})
         fmt, test_ids, test_images = SubmissionFormat(), [p.stem for p in files], files
     solution = root / "solution.csv"
     return Competition(
