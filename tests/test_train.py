@@ -97,3 +97,50 @@ def test_fold_selection(ready):
     assert fold_numbers(ws, comp, "0,3") == [0, 3]
     with pytest.raises(FoldwiseError, match="no fold"):
         fold_numbers(ws, comp, "7")
+
+
+@pytest.mark.parametrize(
+    "sections",
+    [
+        {},
+        {"optim": {"ema_decay": 0.8}},
+        {"data": {"tta_hflip": True}},
+        {"data": {"cutmix": 1.0, "random_erasing": 0.5}},
+    ],
+    ids=["plain", "ema", "tta", "cutmix+erasing"],
+)
+def test_oof_logits_come_from_the_saved_weights(ready, sections):
+    """Reloading model.pt and predicting the fold's images reproduces oof.npz: OOF scores the weights we submit."""
+    from foldwise.cache import cached_images
+    from foldwise.config import ModelConfig
+    from foldwise.engine import Batcher
+    from foldwise.models import create_model
+
+    comp, ws = ready
+    recipe = tiny_recipe(**sections)
+    run_dir = train_run(comp, recipe, 0, ws)
+    ckpt = torch.load(run_dir / "model.pt", weights_only=False)
+    model = create_model(ModelConfig(**ckpt["recipe"]["model"]), len(comp.classes))
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    oof = np.load(run_dir / "oof.npz")
+    row = {id_: i for i, id_ in enumerate(comp.train_ids)}
+    images = cached_images(comp.train_images, recipe.data.image_size, ws.cache_dir(comp.name), "train")
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (ckpt["mean"], ckpt["std"]))
+    batcher = Batcher(torch.from_numpy(np.array(images)), mean, std, torch.device("cpu"), channels_last=False)
+    x = batcher.model_input(torch.tensor([row[i] for i in oof["ids"]]))
+    with torch.no_grad():
+        expected = model(x)
+        if recipe.data.tta_hflip:
+            expected = (expected + model(x.flip(3))) / 2
+    np.testing.assert_allclose(oof["logits"], expected.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_ema_changes_the_saved_weights(ready):
+    """With ema_decay the saved weights are the EMA's, not the last step's (same seed, same data otherwise)."""
+    comp, ws = ready
+    plain = torch.load(train_run(comp, tiny_recipe("plain"), 0, ws) / "model.pt", weights_only=False)
+    ema = torch.load(train_run(comp, tiny_recipe("ema", optim={"ema_decay": 0.8}), 0, ws) / "model.pt",
+                     weights_only=False)  # fmt: skip
+    key = next(k for k in plain["state_dict"] if k.endswith("weight"))
+    assert not torch.equal(plain["state_dict"][key], ema["state_dict"][key])

@@ -50,7 +50,7 @@ def cmd_train(args, ws: Workspace) -> None:
             if args.force or not skip_finished(run_dir, fold, run_meta(comp, recipe, fold, ws)):
                 from foldwise.train import train_run  # torch + timm load only when there is work to do
 
-                train_run(comp, recipe, fold, ws, force=True)
+                train_run(comp, recipe, fold, ws, force=args.force)
             print(f"done: {run_dir}")
 
 

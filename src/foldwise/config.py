@@ -30,6 +30,10 @@ class DataConfig:
     eval_batch_size: int = 1024  # images per forward pass when predicting
     crop_padding: int = 4  # px of reflect padding for random-crop translation; 0 disables it
     hflip: bool = True  # random horizontal flip (turn off for digits/text)
+    random_erasing: float = 0.0  # probability of timm's RandomErasing (cutout with noise) per image
+    mixup: float = 0.0  # timm Mixup alpha; 0 = off
+    cutmix: float = 0.0  # timm CutMix alpha; 0 = off (with both on, each batch uses one, 50/50)
+    tta_hflip: bool = False  # OOF and test logits = mean of the logits of the image and its mirror
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,8 @@ class OptimConfig:
     warmup_ratio: float = 0.01  # starting lr of the warmup as a fraction of lr
     min_lr_ratio: float = 0.0  # final lr of the cosine as a fraction of lr
     label_smoothing: float = 0.0  # cross-entropy label smoothing
+    clip_grad: float = 0.0  # max global gradient norm; 0 = no clipping
+    ema_decay: float = 0.0  # EMA of weights per step (timm ModelEmaV3); OOF/test logits and model.pt use the EMA
 
 
 @dataclass(frozen=True)

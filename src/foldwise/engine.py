@@ -1,4 +1,4 @@
-"""train_one_epoch / predict_logits on in-memory uint8 image tensors. No file I/O here."""
+"""Training and inference on in-memory uint8 image tensors: one Trainer per run. No file I/O here."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from timm.data import Mixup
+from timm.data.random_erasing import RandomErasing
+from timm.utils import ModelEmaV3
 
 from foldwise.augment import crop_flip, to_model_input
+from foldwise.config import Recipe
 from foldwise.progress import progress
 
 
@@ -49,31 +53,6 @@ def autocast(device: torch.device, bf16: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def train_one_epoch(
-    model, batcher: Batcher, labels: torch.Tensor, rows: torch.Tensor, optimizer, scheduler, *,
-    batch_size: int, padding: int, hflip: bool, label_smoothing: float, bf16: bool,
-    generator: torch.Generator, step: int, desc: str = "train",
-) -> tuple[float, int]:  # fmt: skip
-    """One pass over `rows` in a seeded random order; returns (mean train loss, optimizer steps taken so far)."""
-    model.train()
-    order = rows[torch.randperm(len(rows), generator=generator)]
-    n_batches = max(1, len(order) // batch_size)  # drop the ragged last batch (BatchNorm hates tiny batches)
-    total = torch.zeros((), device=batcher.device)
-    for i in progress(range(n_batches), desc=desc, leave=False, unit="batch"):
-        index = order[i * batch_size : (i + 1) * batch_size]
-        x = batcher.model_input(index, padding, hflip, generator=_device_generator(generator, batcher.device))
-        y = labels[index].to(batcher.device, non_blocking=True)
-        with autocast(batcher.device, bf16):
-            loss = F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        step += 1
-        scheduler.step_update(num_updates=step)
-        total += loss.detach()  # stays on the device: no host sync per step
-    return float(total) / n_batches, step
-
-
 def _device_generator(generator: torch.Generator, device: torch.device) -> torch.Generator:
     """The CPU generator itself on CPU; on an accelerator, a device generator seeded from it."""
     if device.type == "cpu":
@@ -82,13 +61,97 @@ def _device_generator(generator: torch.Generator, device: torch.device) -> torch
     return torch.Generator(device=device).manual_seed(seed)
 
 
-@torch.no_grad()
-def predict_logits(model, batcher: Batcher, rows: torch.Tensor, *, batch_size: int, bf16: bool, desc: str = "predict"):
-    """float32 logits (len(rows), num_classes) as a numpy array, in the order of `rows`."""
-    model.eval()
-    out = []
-    for start in progress(range(0, len(rows), batch_size), desc=desc, leave=False, unit="batch"):
-        x = batcher.model_input(rows[start : start + batch_size])
-        with autocast(batcher.device, bf16):
-            out.append(model(x).float())
-    return torch.cat(out).cpu().numpy().astype(np.float32)
+class Trainer:
+    """Model, optimizer, schedule, EMA and augmentation of one run; `train_epoch` and `predict` are the whole API."""
+
+    def __init__(self, model, optimizer, scheduler, batcher: Batcher, labels: torch.Tensor, recipe: Recipe,
+                 num_classes: int, bf16: bool) -> None:  # fmt: skip
+        self.model, self.optimizer, self.scheduler, self.batcher = model, optimizer, scheduler, batcher
+        self.labels, self.data, self.optim, self.bf16 = labels, recipe.data, recipe.optim, bf16
+        self.ema = ModelEmaV3(model, decay=recipe.optim.ema_decay) if recipe.optim.ema_decay else None
+        d = recipe.data
+        self.mixup = (
+            Mixup(
+                mixup_alpha=d.mixup,
+                cutmix_alpha=d.cutmix,
+                label_smoothing=recipe.optim.label_smoothing,
+                num_classes=num_classes,
+            )  # fmt: skip
+            if d.mixup or d.cutmix
+            else None
+        )
+        device = str(batcher.device)
+        self.erase = RandomErasing(d.random_erasing, mode="pixel", device=device) if d.random_erasing else None
+        self.step = 0
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy against hard labels, or against mixup's soft targets."""
+        if y.ndim == 2:
+            return torch.sum(-y * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+        return F.cross_entropy(logits, y, label_smoothing=self.optim.label_smoothing)
+
+    def train_epoch(self, rows: torch.Tensor, generator: torch.Generator, desc: str = "train") -> float:
+        """One pass over `rows` in a seeded random order; returns the mean training loss."""
+        self.model.train()
+        bs = self.data.batch_size
+        order = rows[torch.randperm(len(rows), generator=generator)]
+        n_batches = max(1, len(order) // bs)  # drop the ragged last batch (BatchNorm and mixup want full ones)
+        total = torch.zeros((), device=self.batcher.device)
+        for i in progress(range(n_batches), desc=desc, leave=False, unit="batch"):
+            index = order[i * bs : (i + 1) * bs]
+            gen = _device_generator(generator, self.batcher.device)
+            x = self.batcher.model_input(index, self.data.crop_padding, self.data.hflip, generator=gen)
+            y = self.labels[index].to(self.batcher.device, non_blocking=True)
+            if self.erase is not None:
+                x = self.erase(x)
+            if self.mixup is not None and len(x) % 2 == 0:
+                x, y = self.mixup(x, y)
+            with autocast(self.batcher.device, self.bf16):
+                loss = self.loss(self.model(x), y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.optim.clip_grad:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.optim.clip_grad)
+            self.optimizer.step()
+            self.step += 1
+            self.scheduler.step_update(num_updates=self.step)
+            if self.ema is not None:
+                self.ema.update(self.model, step=self.step)
+            total += loss.detach()  # stays on the device: no host sync per step
+        return float(total) / n_batches
+
+    @property
+    def final_model(self):
+        """The weights that are evaluated, predicted with and saved: the EMA when enabled."""
+        return self.ema.module if self.ema is not None else self.model
+
+    @torch.no_grad()
+    def predict(self, rows: torch.Tensor, desc: str = "predict") -> np.ndarray:
+        """float32 logits (len(rows), C) of the final model, in the order of `rows` (mirror-averaged with TTA)."""
+        model = self.final_model.eval()
+        out = []
+        for start in progress(range(0, len(rows), self.data.eval_batch_size), desc=desc, leave=False, unit="batch"):
+            x = self.batcher.model_input(rows[start : start + self.data.eval_batch_size])
+            with autocast(self.batcher.device, self.bf16):
+                logits = model(x).float()
+                if self.data.tta_hflip:
+                    logits = (logits + model(x.flip(3)).float()) / 2
+            out.append(logits)
+        return torch.cat(out).cpu().numpy().astype(np.float32)
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue training where it stopped (the caller saves the RNG streams)."""
+        return {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "ema": self.ema.state_dict() if self.ema else None,
+            "step": self.step,
+        }  # fmt: skip
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a `state_dict()`."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.step = state["step"]

@@ -7,6 +7,7 @@ foldwise train input/digits -c configs/cpu-cnn.yaml --full
 from __future__ import annotations
 
 import logging
+import random
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import yaml
 from foldwise.cache import cached_images
 from foldwise.competition import Competition
 from foldwise.config import Recipe
-from foldwise.engine import Batcher, predict_logits, resolve_bf16, train_one_epoch
+from foldwise.engine import Batcher, Trainer, resolve_bf16
 from foldwise.errors import FoldwiseError
 from foldwise.fileio import write_atomic, write_text_atomic
 from foldwise.folds import read_folds
@@ -28,6 +29,7 @@ from foldwise.runs import run_meta, skip_finished
 from foldwise.workspace import Workspace
 
 log = logging.getLogger(__name__)
+CHECKPOINT = "last.pt"  # written after every epoch; removed once model.pt is written
 
 
 def resolve_device(name: str) -> torch.device:
@@ -39,13 +41,57 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed torch, numpy (timm's Mixup) and python (timm's RandomErasing); return the batch-order generator."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def rng_state(generator: torch.Generator) -> dict:
+    """Every random stream a run draws from, for an exact resume."""
+    state = {"torch": torch.get_rng_state(), "generator": generator.get_state(), "numpy": np.random.get_state(),
+             "python": random.getstate()}  # fmt: skip
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict, generator: torch.Generator) -> None:
+    """Restore `rng_state()`."""
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["generator"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def resume(run_dir: Path, meta: dict, trainer: Trainer, generator: torch.Generator) -> tuple[int, list[dict]]:
+    """(last finished epoch, history) from run_dir/last.pt when it belongs to this exact run; (0, []) otherwise."""
+    path = run_dir / CHECKPOINT
+    if not path.exists():
+        return 0, []
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    for key in ("recipe", "folds_sha256", "classes", "seed"):
+        if ckpt["meta"].get(key) != meta.get(key):
+            raise FoldwiseError(f"{path}: an unfinished run with a different {key}; pass --force to start over.")
+    trainer.load_state_dict(ckpt["trainer"])
+    set_rng_state(ckpt["rng"], generator)
+    log.info("%s: resuming after epoch %d (step %d)", run_dir, ckpt["epoch"], trainer.step)
+    return ckpt["epoch"], ckpt["history"]
+
+
 def train_run(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace, force: bool = False) -> Path:
-    """Train one fold (fold=None: all labeled data) and write its artifacts; skip when already finished."""
+    """Train one fold (fold=None: all labeled data) and write its artifacts; skip when finished, resume when killed."""
     folds = read_folds(ws.folds_csv(comp.name), comp)
     run_dir = ws.run_dir(comp.name, recipe.name, fold)
     meta = run_meta(comp, recipe, fold, ws)
     if not force and skip_finished(run_dir, fold, meta):
         return run_dir
+    if force:
+        (run_dir / CHECKPOINT).unlink(missing_ok=True)
 
     row_of = {id_: i for i, id_ in enumerate(comp.train_ids)}
     fold_of = dict(zip(folds["id"], folds["fold"]))
@@ -61,45 +107,42 @@ def train_run(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace
     if recipe.run.threads and device.type == "cpu":
         torch.set_num_threads(recipe.run.threads)
     bf16 = resolve_bf16(recipe.run.bf16, device)
-    torch.manual_seed(meta["seed"])
-    generator = torch.Generator().manual_seed(meta["seed"])
+    generator = seed_everything(meta["seed"])
     model = create_model(recipe.model, len(comp.classes)).to(device)
     if recipe.run.channels_last:
         model = model.to(memory_format=torch.channels_last)
     mean, std = (torch.tensor(v, device=device).view(1, 3, 1, 1) for v in normalization(model))
-    batcher = Batcher(torch.from_numpy(np.array(train_array)).to(device), mean, std, device,
-                      recipe.run.channels_last)  # fmt: skip
+    batcher = Batcher(torch.from_numpy(np.array(train_array)).to(device), mean, std, device, recipe.run.channels_last)
     labels = torch.tensor(comp.train_labels, dtype=torch.long)
     rows, valid = torch.tensor(train_rows), torch.tensor(valid_rows, dtype=torch.long)
-    steps_per_epoch = max(1, len(rows) // recipe.data.batch_size)
-    optimizer, scheduler = create_optimizer_and_scheduler(model, recipe.optim, steps_per_epoch)
+    optimizer, scheduler = create_optimizer_and_scheduler(
+        model, recipe.optim, max(1, len(rows) // recipe.data.batch_size)
+    )
+    trainer = Trainer(model, optimizer, scheduler, batcher, labels, recipe, len(comp.classes), bf16)
+    done, history = resume(run_dir, meta, trainer, generator)
 
     name = f"{recipe.name} {'full' if fold is None else f'fold {fold}'}"
-    log.info(
-        "%s: %d train / %d valid images, %s, bf16 %s, seed %d", name, len(rows), len(valid), device, bf16, meta["seed"]
-    )
-    history, step = [], 0
-    for epoch in range(1, recipe.optim.epochs + 1):
+    log.info("%s: %d train / %d valid images, %s, bf16 %s, seed %d", name, len(rows), len(valid), device, bf16,
+             meta["seed"])  # fmt: skip
+    for epoch in range(done + 1, recipe.optim.epochs + 1):
         start = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]
-        train_loss, step = train_one_epoch(
-            model, batcher, labels, rows, optimizer, scheduler, batch_size=recipe.data.batch_size,
-            padding=recipe.data.crop_padding, hflip=recipe.data.hflip, label_smoothing=recipe.optim.label_smoothing,
-            bf16=bf16, generator=generator, step=step, desc=f"{name} epoch {epoch}/{recipe.optim.epochs}",
-        )  # fmt: skip
-        row = {"epoch": epoch, "lr": lr, "train_loss": train_loss}
+        row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
+        row["train_loss"] = trainer.train_epoch(rows, generator, desc=f"{name} epoch {epoch}/{recipe.optim.epochs}")
         if len(valid):
-            oof_logits = predict_logits(model, batcher, valid, batch_size=recipe.data.eval_batch_size,
-                                        bf16=bf16, desc="valid")  # fmt: skip
+            oof_logits = trainer.predict(valid, desc="valid")
             row.update(score_logits(oof_logits, labels[valid].numpy()))
         row["seconds"] = round(time.perf_counter() - start, 2)
         history.append(row)
         log.info("%s epoch %d: %s", name, epoch, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))
         write_atomic(run_dir / "history.csv", lambda p: pd.DataFrame(history).to_csv(p, index=False))
+        checkpoint = {"meta": meta, "trainer": trainer.state_dict(), "rng": rng_state(generator), "epoch": epoch,
+                      "history": history}  # fmt: skip
+        write_atomic(run_dir / CHECKPOINT, lambda p, c=checkpoint: torch.save(c, p))
 
+    if len(valid):
+        oof_logits = trainer.predict(valid, desc="valid")  # also after a resume that had no epoch left to run
     batcher.images = torch.from_numpy(np.array(test_array)).to(device)
-    test_logits = predict_logits(model, batcher, torch.arange(len(test_array)),
-                                 batch_size=recipe.data.eval_batch_size, bf16=bf16, desc="test")  # fmt: skip
+    test_logits = trainer.predict(torch.arange(len(test_array)), desc="test")
     meta.update(epochs=recipe.optim.epochs, device=str(device), bf16=bf16, train_rows=len(rows), valid_rows=len(valid),
                 final=history[-1])  # fmt: skip
     write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(meta, sort_keys=False))
@@ -108,8 +151,10 @@ def train_run(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace
         write_atomic(run_dir / "oof.npz", lambda p: np.savez(p, ids=valid_ids, logits=oof_logits,
                                                                labels=labels[valid].numpy()))  # fmt: skip
     write_atomic(run_dir / "test.npz", lambda p: np.savez(p, ids=np.array(comp.test_ids), logits=test_logits))
-    checkpoint = dict(meta, state_dict=model.state_dict(), mean=mean.flatten().tolist(), std=std.flatten().tolist())
-    write_atomic(run_dir / "model.pt", lambda p: torch.save(checkpoint, p))
+    weights = trainer.final_model.state_dict()
+    final = dict(meta, state_dict=weights, mean=mean.flatten().tolist(), std=std.flatten().tolist())
+    write_atomic(run_dir / "model.pt", lambda p: torch.save(final, p))
+    (run_dir / CHECKPOINT).unlink(missing_ok=True)  # model.pt holds the final weights; drop optimizer state
     log.info("%s: wrote %s", name, run_dir)
     return run_dir
 
