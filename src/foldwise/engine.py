@@ -14,6 +14,7 @@ from timm.utils import ModelEmaV3
 
 from foldwise.augment import crop_flip, to_model_input
 from foldwise.config import Recipe
+from foldwise.distributed import Dist, gather_sharded, mean_across, shard
 from foldwise.progress import progress
 
 
@@ -65,10 +66,15 @@ class Trainer:
     """Model, optimizer, schedule, EMA and augmentation of one run; `train_epoch` and `predict` are the whole API."""
 
     def __init__(self, model, optimizer, scheduler, batcher: Batcher, labels: torch.Tensor, recipe: Recipe,
-                 num_classes: int, bf16: bool) -> None:  # fmt: skip
+                 num_classes: int, bf16: bool, dist: Dist | None = None) -> None:  # fmt: skip
+        self.dist = dist or Dist()
+        self.module = model  # the bare model: evaluated, averaged by EMA and saved
+        if self.dist.enabled:  # gradients all-reduced across ranks by PyTorch DDP
+            ids = [batcher.device.index] if batcher.device.type == "cuda" else None
+            model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
         self.model, self.optimizer, self.scheduler, self.batcher = model, optimizer, scheduler, batcher
         self.labels, self.data, self.optim, self.bf16 = labels, recipe.data, recipe.optim, bf16
-        self.ema = ModelEmaV3(model, decay=recipe.optim.ema_decay) if recipe.optim.ema_decay else None
+        self.ema = ModelEmaV3(self.module, decay=recipe.optim.ema_decay) if recipe.optim.ema_decay else None
         d = recipe.data
         self.mixup = (
             Mixup(
@@ -82,7 +88,7 @@ class Trainer:
         )
         device = str(batcher.device)
         self.erase = RandomErasing(d.random_erasing, mode="pixel", device=device) if d.random_erasing else None
-        self.step = 0
+        self.step, self.num_classes = 0, num_classes
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Cross-entropy against hard labels, or against mixup's soft targets."""
@@ -91,11 +97,12 @@ class Trainer:
         return F.cross_entropy(logits, y, label_smoothing=self.optim.label_smoothing)
 
     def train_epoch(self, rows: torch.Tensor, generator: torch.Generator, desc: str = "train") -> float:
-        """One pass over `rows` in a seeded random order; returns the mean training loss."""
+        """One pass over `rows` in a seeded random order (this rank's share under DDP); returns the mean loss."""
         self.model.train()
-        bs = self.data.batch_size
-        order = rows[torch.randperm(len(rows), generator=generator)]
-        n_batches = max(1, len(order) // bs)  # drop the ragged last batch (BatchNorm and mixup want full ones)
+        bs = self.data.batch_size // self.dist.world  # the global batch is split over the ranks
+        order = shard(rows[torch.randperm(len(rows), generator=generator)], self.dist)
+        # Same step count on every rank (DDP needs it); drop the ragged last batch (BatchNorm, mixup want full ones).
+        n_batches = max(1, (len(rows) // self.dist.world) // bs)
         total = torch.zeros((), device=self.batcher.device)
         for i in progress(range(n_batches), desc=desc, leave=False, unit="batch"):
             index = order[i * bs : (i + 1) * bs]
@@ -116,40 +123,44 @@ class Trainer:
             self.step += 1
             self.scheduler.step_update(num_updates=self.step)
             if self.ema is not None:
-                self.ema.update(self.model, step=self.step)
+                self.ema.update(self.module, step=self.step)
             total += loss.detach()  # stays on the device: no host sync per step
-        return float(total) / n_batches
+        return mean_across(float(total) / n_batches, self.dist)
 
     @property
     def final_model(self):
         """The weights that are evaluated, predicted with and saved: the EMA when enabled."""
-        return self.ema.module if self.ema is not None else self.model
+        return self.ema.module if self.ema is not None else self.module
 
     @torch.no_grad()
     def predict(self, rows: torch.Tensor, desc: str = "predict") -> np.ndarray:
-        """float32 logits (len(rows), C) of the final model, in the order of `rows` (mirror-averaged with TTA)."""
+        """float32 logits (len(rows), C) of the final model, in the order of `rows` (mirror-averaged with TTA).
+
+        Under DDP each rank predicts every world-th row and the results are gathered, so every rank returns all rows.
+        """
         model = self.final_model.eval()
-        out = []
-        for start in progress(range(0, len(rows), self.data.eval_batch_size), desc=desc, leave=False, unit="batch"):
-            x = self.batcher.model_input(rows[start : start + self.data.eval_batch_size])
+        mine, out = shard(rows, self.dist), []
+        for start in progress(range(0, len(mine), self.data.eval_batch_size), desc=desc, leave=False, unit="batch"):
+            x = self.batcher.model_input(mine[start : start + self.data.eval_batch_size])
             with autocast(self.batcher.device, self.bf16):
                 logits = model(x).float()
                 if self.data.tta_hflip:
                     logits = (logits + model(x.flip(3)).float()) / 2
             out.append(logits)
-        return torch.cat(out).cpu().numpy().astype(np.float32)
+        local = torch.cat(out) if out else torch.zeros((0, self.num_classes), device=self.batcher.device)
+        return gather_sharded(local, len(rows), self.dist).cpu().numpy().astype(np.float32)
 
     def state_dict(self) -> dict:
         """Everything needed to continue training where it stopped (the caller saves the RNG streams)."""
         return {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "ema": self.ema.state_dict() if self.ema else None,
             "step": self.step,
         }  # fmt: skip
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a `state_dict()`."""
-        self.model.load_state_dict(state["model"])
+        self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if self.ema is not None:

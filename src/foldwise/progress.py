@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from tqdm.auto import tqdm
@@ -11,4 +12,5 @@ def progress(iterable=None, **kwargs) -> tqdm:
     """A tqdm bar tuned for both terminals and log files."""
     kwargs.setdefault("mininterval", 0.1 if sys.stderr.isatty() else 30.0)
     kwargs.setdefault("dynamic_ncols", True)
+    kwargs.setdefault("disable", os.environ.get("RANK", "0") != "0")  # under torchrun only rank 0 draws bars
     return tqdm(iterable, **kwargs)

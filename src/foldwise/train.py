@@ -19,6 +19,7 @@ import yaml
 from foldwise.cache import cached_images
 from foldwise.competition import Competition
 from foldwise.config import Recipe
+from foldwise.distributed import init_distributed, local_device
 from foldwise.engine import Batcher, Trainer, resolve_bf16
 from foldwise.errors import FoldwiseError
 from foldwise.fileio import write_atomic, write_text_atomic
@@ -99,11 +100,17 @@ def train_run(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace
     train_rows = [row_of[i] for i in comp.train_ids if fold is None or fold_of[i] != fold]
     if fold is not None and not valid_rows:
         raise FoldwiseError(f"{ws.folds_csv(comp.name)}: fold {fold} has no images; choose an existing fold.")
+    device = resolve_device(recipe.run.device)
+    d = init_distributed(device)
+    device = local_device(device, d)
     size = recipe.data.image_size
+    if not d.is_main:
+        d.barrier()  # rank 0 decodes the cache first; the others then memory-map it
     train_array = cached_images(comp.train_images, size, ws.cache_dir(comp.name), "train")
     test_array = cached_images(comp.test_images, size, ws.cache_dir(comp.name), "test")
+    if d.is_main:
+        d.barrier()
 
-    device = resolve_device(recipe.run.device)
     if recipe.run.threads and device.type == "cpu":
         torch.set_num_threads(recipe.run.threads)
     bf16 = resolve_bf16(recipe.run.bf16, device)
@@ -118,12 +125,12 @@ def train_run(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace
     optimizer, scheduler = create_optimizer_and_scheduler(
         model, recipe.optim, max(1, len(rows) // recipe.data.batch_size)
     )
-    trainer = Trainer(model, optimizer, scheduler, batcher, labels, recipe, len(comp.classes), bf16)
+    trainer = Trainer(model, optimizer, scheduler, batcher, labels, recipe, len(comp.classes), bf16, d)
     done, history = resume(run_dir, meta, trainer, generator)
 
     name = f"{recipe.name} {'full' if fold is None else f'fold {fold}'}"
-    log.info("%s: %d train / %d valid images, %s, bf16 %s, seed %d", name, len(rows), len(valid), device, bf16,
-             meta["seed"])  # fmt: skip
+    log.info("%s: %d train / %d valid images, %s%s, bf16 %s, seed %d", name, len(rows), len(valid), device,
+             f" x {d.world} ranks (DDP)" if d.enabled else "", bf16, meta["seed"])  # fmt: skip
     for epoch in range(done + 1, recipe.optim.epochs + 1):
         start = time.perf_counter()
         row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
@@ -133,6 +140,8 @@ def train_run(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace
             row.update(score_logits(oof_logits, labels[valid].numpy()))
         row["seconds"] = round(time.perf_counter() - start, 2)
         history.append(row)
+        if not d.is_main:
+            continue
         log.info("%s epoch %d: %s", name, epoch, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))
         write_atomic(run_dir / "history.csv", lambda p: pd.DataFrame(history).to_csv(p, index=False))
         checkpoint = {"meta": meta, "trainer": trainer.state_dict(), "rng": rng_state(generator), "epoch": epoch,
@@ -143,8 +152,11 @@ def train_run(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace
         oof_logits = trainer.predict(valid, desc="valid")  # also after a resume that had no epoch left to run
     batcher.images = torch.from_numpy(np.array(test_array)).to(device)
     test_logits = trainer.predict(torch.arange(len(test_array)), desc="test")
-    meta.update(epochs=recipe.optim.epochs, device=str(device), bf16=bf16, train_rows=len(rows), valid_rows=len(valid),
-                final=history[-1])  # fmt: skip
+    d.barrier()
+    if not d.is_main:  # rank 0 alone writes the artifacts
+        return run_dir
+    meta.update(epochs=recipe.optim.epochs, device=str(device), world_size=d.world, bf16=bf16)
+    meta.update(train_rows=len(rows), valid_rows=len(valid), final=history[-1])
     write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(meta, sort_keys=False))
     if fold is not None:
         valid_ids = np.array([comp.train_ids[i] for i in valid_rows])
