@@ -7,6 +7,7 @@
 #
 # Environment knobs: FOLDS=all|0|0,2 (folds to train, default all), K=5 and SEED=42 (the split),
 # SET="optim.epochs=5 data.image_size=32" (recipe overrides for every recipe), FORCE=1 (retrain everything),
+# GPUS=0,1 (one fold per GPU in parallel; default: all GPUs when more than one is visible),
 # METRIC=accuracy|log_loss (what the blend is chosen by), ROOT=dir (where folds/ and output/ go; default: here).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -30,8 +31,39 @@ fw() { foldwise --root "$root" "$@"; }
 
 echo "== 1/5 folds"
 fw folds "$comp" --k "${K:-5}" --seed "${SEED:-42}"
-echo "== 2/5 train folds (${FOLDS:-all}) of ${configs[*]}"
-fw train "$comp" --fold "${FOLDS:-all}" "${train_args[@]}"
+# One fold per GPU, in parallel, when several GPUs are visible (or GPUS=0,1,... names them); else one process.
+gpus=${GPUS:-}
+if [ -z "$gpus" ] && command -v nvidia-smi > /dev/null; then
+  n_gpus=$(nvidia-smi -L 2> /dev/null | grep -c '^GPU' || true)
+  [ "${n_gpus:-0}" -gt 1 ] && gpus=$(seq -s, 0 $((n_gpus - 1)))
+fi
+echo "== 2/5 train folds (${FOLDS:-all}) of ${configs[*]}${gpus:+ on GPUs $gpus, one fold each}"
+if [ -n "$gpus" ]; then
+  IFS=, read -ra gpu_list <<< "$gpus"
+  if [ "${FOLDS:-all}" = all ]; then fold_list=($(seq 0 $((${K:-5} - 1)))); else IFS=, read -ra fold_list <<< "$FOLDS"; fi
+  mkdir -p "$out/logs"
+  for i in "${!fold_list[@]}"; do
+    [ "$i" -ge "${#gpu_list[@]}" ] && { wait -n || true; }  # keep one fold per GPU busy
+    k=${fold_list[$i]}
+    (
+      set +e
+      CUDA_VISIBLE_DEVICES=${gpu_list[$((i % ${#gpu_list[@]}))]} fw train "$comp" --fold "$k" "${train_args[@]}" \
+        > "$out/logs/fold$k.log" 2>&1
+      echo $? > "$out/logs/fold$k.status"
+    ) &
+  done
+  wait
+  for k in "${fold_list[@]}"; do
+    if [ "$(cat "$out/logs/fold$k.status")" != 0 ]; then
+      tail -n 5 "$out/logs/fold$k.log" >&2
+      echo "fold $k failed; full log: $out/logs/fold$k.log" >&2
+      exit 1
+    fi
+  done
+  echo "folds ${fold_list[*]} done (logs in $out/logs/)"
+else
+  fw train "$comp" --fold "${FOLDS:-all}" "${train_args[@]}"
+fi
 echo "== 3/5 blend on out-of-fold logits"
 fw blend "$comp" "${configs[@]}" --metric "${METRIC:-accuracy}"
 echo "== 4/5 full retrain on all labeled data"
