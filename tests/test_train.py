@@ -144,3 +144,41 @@ def test_ema_changes_the_saved_weights(ready):
                      weights_only=False)  # fmt: skip
     key = next(k for k in plain["state_dict"] if k.endswith("weight"))
     assert not torch.equal(plain["state_dict"][key], ema["state_dict"][key])
+
+
+def test_early_stopping_sets_the_full_retrains_epochs(ready):
+    """Folds stop when valid loss stalls; the full retrain trains for the median stopping epoch, recorded."""
+    from foldwise.train import should_stop
+
+    assert not should_stop([{"valid_loss": v} for v in (3, 2, 1)], 2)
+    assert should_stop([{"valid_loss": v} for v in (3, 1, 2, 1.5)], 2)
+    assert not should_stop([{"valid_loss": v} for v in (3, 1, 2, 1.5)], 0)
+
+    comp, ws = ready
+    recipe = tiny_recipe(optim={"epochs": 30, "patience": 1, "lr": 2.0})  # a huge lr: valid loss stalls early
+    stopped = []
+    for fold in (0, 1, 2):
+        meta = yaml.safe_load((train_run(comp, recipe, fold, ws) / "config.yaml").read_text())
+        stopped.append(meta["epochs"])
+        assert meta["epochs"] == len(pd.read_csv(ws.run_dir(comp.name, "tiny", fold) / "history.csv"))
+    assert max(stopped) < 30
+    full = yaml.safe_load((train_run(comp, recipe, None, ws) / "config.yaml").read_text())
+    assert full["epochs"] == int(np.median(stopped))
+    assert "median of 3 folds" in full["epochs_source"]
+
+
+def test_linear_one_cycle_schedule_and_bad_schedule(ready):
+    """optim.schedule: linear warms up then decays linearly; an unknown schedule is a clear error."""
+    from foldwise.optim import create_optimizer_and_scheduler
+
+    recipe = tiny_recipe(optim={"schedule": "linear", "epochs": 4, "warmup_epochs": 1, "lr": 1.0})
+    model = torch.nn.Linear(2, 2)
+    optimizer, scheduler = create_optimizer_and_scheduler(model, recipe.optim, steps_per_epoch=10)
+    lrs = []
+    for step in range(1, 41):
+        scheduler.step_update(num_updates=step)
+        lrs.append(optimizer.param_groups[0]["lr"])
+    assert max(lrs) == pytest.approx(1.0, rel=0.05) and lrs[-1] < 0.05
+    assert lrs[20] - lrs[21] == pytest.approx(lrs[30] - lrs[31], rel=1e-6)  # straight line down
+    with pytest.raises(FoldwiseError, match="cosine or linear"):
+        create_optimizer_and_scheduler(model, tiny_recipe(optim={"schedule": "step"}).optim, 10)

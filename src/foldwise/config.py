@@ -44,7 +44,10 @@ class OptimConfig:
     lr: float = 0.1  # peak learning rate, reached after warmup
     momentum: float = 0.9  # SGD momentum (ignored by adaptive optimizers)
     weight_decay: float = 5e-4  # L2 / decoupled decay; never applied to norm weights and biases
-    epochs: int = 10  # passes over the training fold
+    epochs: int = 10  # passes over the training fold (the full retrain: see patience)
+    schedule: str = "cosine"  # cosine | linear (one-cycle: linear warmup then linear decay, airbench-style)
+    patience: int = 0  # folds stop after this many epochs without a lower valid loss (0 = off); the full
+    #                    retrain then trains for the median epoch count the folds stopped at
     warmup_epochs: float = 1.0  # linear warmup from lr * warmup_ratio, in epochs
     warmup_ratio: float = 0.01  # starting lr of the warmup as a fraction of lr
     min_lr_ratio: float = 0.0  # final lr of the cosine as a fraction of lr
@@ -64,6 +67,7 @@ class RunConfig:
     )
     channels_last: bool = True  # NHWC memory format for convolutions
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    compile: bool = False  # torch.compile the training forward (pays on GPUs; measured slower for small CPU nets)
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,8 @@ class Trainer:
         if self.dist.enabled:  # gradients all-reduced across ranks by PyTorch DDP
             ids = [batcher.device.index] if batcher.device.type == "cuda" else None
             model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        if recipe.run.compile:
+            model = torch.compile(model)  # shares the parameters of self.module, which stays uncompiled for saving
         self.model, self.optimizer, self.scheduler, self.batcher = model, optimizer, scheduler, batcher
         self.labels, self.data, self.optim, self.bf16 = labels, recipe.data, recipe.optim, bf16
         self.ema = ModelEmaV3(self.module, decay=recipe.optim.ema_decay) if recipe.optim.ema_decay else None

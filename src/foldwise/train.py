@@ -69,6 +69,23 @@ def set_rng_state(state: dict, generator: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def should_stop(history: list[dict], patience: int) -> bool:
+    """Early stopping: the last `patience` epochs brought no valid loss below the best one before them."""
+    if patience <= 0 or len(history) <= patience:
+        return False
+    losses = [h["valid_loss"] for h in history]
+    return min(losses[-patience:]) >= min(losses[:-patience])
+
+
+def full_epochs(run_dir: Path, recipe: Recipe) -> tuple[int, str]:
+    """Epochs for the full retrain: the median of the finished folds' epochs (early stopping), else the recipe's."""
+    folds = [yaml.safe_load(p.read_text()) for p in sorted(run_dir.parent.glob("fold*/config.yaml"))]
+    counts = [m["epochs"] for m in folds if m.get("recipe") == recipe.to_dict() and "epochs" in m]
+    if not counts or recipe.optim.patience <= 0:
+        return recipe.optim.epochs, "recipe"
+    return int(np.median(counts)), f"median of {len(counts)} folds' early-stopped epochs {counts}"
+
+
 def resume(run_dir: Path, meta: dict, trainer: Trainer, generator: torch.Generator) -> tuple[int, list[dict]]:
     """(last finished epoch, history) from run_dir/last.pt when it belongs to this exact run; (0, []) otherwise."""
     path = run_dir / CHECKPOINT
@@ -122,19 +139,23 @@ def train_run(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace
     batcher = Batcher(torch.from_numpy(np.array(train_array)).to(device), mean, std, device, recipe.run.channels_last)
     labels = torch.tensor(comp.train_labels, dtype=torch.long)
     rows, valid = torch.tensor(train_rows), torch.tensor(valid_rows, dtype=torch.long)
-    optimizer, scheduler = create_optimizer_and_scheduler(
-        model, recipe.optim, max(1, len(rows) // recipe.data.batch_size)
+    epochs, meta["epochs_source"] = (
+        (recipe.optim.epochs, "recipe") if fold is not None else full_epochs(run_dir, recipe)
     )
+    steps_per_epoch = max(1, len(rows) // recipe.data.batch_size)
+    optimizer, scheduler = create_optimizer_and_scheduler(model, recipe.optim, steps_per_epoch, epochs)
     trainer = Trainer(model, optimizer, scheduler, batcher, labels, recipe, len(comp.classes), bf16, d)
     done, history = resume(run_dir, meta, trainer, generator)
 
     name = f"{recipe.name} {'full' if fold is None else f'fold {fold}'}"
     log.info("%s: %d train / %d valid images, %s%s, bf16 %s, seed %d", name, len(rows), len(valid), device,
              f" x {d.world} ranks (DDP)" if d.enabled else "", bf16, meta["seed"])  # fmt: skip
-    for epoch in range(done + 1, recipe.optim.epochs + 1):
+    for epoch in range(done + 1, epochs + 1):
+        if fold is not None and should_stop(history, recipe.optim.patience):
+            break
         start = time.perf_counter()
         row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
-        row["train_loss"] = trainer.train_epoch(rows, generator, desc=f"{name} epoch {epoch}/{recipe.optim.epochs}")
+        row["train_loss"] = trainer.train_epoch(rows, generator, desc=f"{name} epoch {epoch}/{epochs}")
         if len(valid):
             oof_logits = trainer.predict(valid, desc="valid")
             row.update(score_logits(oof_logits, labels[valid].numpy()))
@@ -155,7 +176,7 @@ def train_run(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace
     d.barrier()
     if not d.is_main:  # rank 0 alone writes the artifacts
         return run_dir
-    meta.update(epochs=recipe.optim.epochs, device=str(device), world_size=d.world, bf16=bf16)
+    meta.update(epochs=len(history), device=str(device), world_size=d.world, bf16=bf16)
     meta.update(train_rows=len(rows), valid_rows=len(valid), final=history[-1])
     write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(meta, sort_keys=False))
     if fold is not None:
