@@ -12,6 +12,7 @@ from timm.data import Mixup
 from timm.data.random_erasing import RandomErasing
 from timm.utils import ModelEmaV3
 
+from foldwise import stream
 from foldwise.augment import crop_flip, to_model_input
 from foldwise.config import Recipe
 from foldwise.distributed import Dist, gather_sharded, mean_across, shard
@@ -22,11 +23,20 @@ from foldwise.progress import progress
 class Batcher:
     """Images (uint8 NHWC tensor, on the training device when it fits) and how to turn them into model input."""
 
-    images: torch.Tensor
+    images: torch.Tensor | np.ndarray  # a numpy memory map on the streaming path
     mean: torch.Tensor  # (1, 3, 1, 1) on the device
     std: torch.Tensor
     device: torch.device
     channels_last: bool
+
+    @property
+    def streaming(self) -> bool:
+        """True when images stay on disk and stream through DataLoader workers."""
+        return isinstance(self.images, np.ndarray)
+
+    def to_input(self, batch: torch.Tensor) -> torch.Tensor:
+        """uint8 NHWC batch (any device) -> normalized model input on the device."""
+        return to_model_input(batch.to(self.device, non_blocking=True), self.mean, self.std, self.channels_last)
 
     def model_input(self, index: torch.Tensor, padding: int = 0, hflip: bool = False, generator=None):
         """Normalized float batch for these rows, augmented when padding/hflip are set."""
@@ -106,13 +116,8 @@ class Trainer:
         # Same step count on every rank (DDP needs it); drop the ragged last batch (BatchNorm, mixup want full ones).
         n_batches = max(1, (len(rows) // self.dist.world) // bs)
         total = torch.zeros((), device=self.batcher.device)
-        for i in progress(range(n_batches), desc=desc, leave=False, unit="batch"):
-            index = order[i * bs : (i + 1) * bs]
-            gen = _device_generator(generator, self.batcher.device)
-            x = self.batcher.model_input(index, self.data.crop_padding, self.data.hflip, generator=gen)
-            y = self.labels[index].to(self.batcher.device, non_blocking=True)
-            if self.erase is not None:
-                x = self.erase(x)
+        for x, y in progress(self._train_batches(order, n_batches, bs, generator), total=n_batches, desc=desc,
+                             leave=False, unit="batch"):  # fmt: skip
             if self.mixup is not None and len(x) % 2 == 0:
                 x, y = self.mixup(x, y)
             with autocast(self.batcher.device, self.bf16):
@@ -129,6 +134,29 @@ class Trainer:
             total += loss.detach()  # stays on the device: no host sync per step
         return mean_across(float(total) / n_batches, self.dist)
 
+    def _train_batches(self, order: torch.Tensor, n_batches: int, bs: int, generator: torch.Generator):
+        """(augmented input, labels) per step: gathered from resident images, or streamed from workers."""
+        device = self.batcher.device
+        if self.batcher.streaming:  # crop/flip/erasing happen per image in the workers (albumentations)
+            seed = int(torch.randint(2**31, (1,), generator=generator))
+            loader = stream.batches(self.batcher.images, self.labels, order[: n_batches * bs], bs, self.data, seed,
+                                    pin=device.type == "cuda")  # fmt: skip
+            for u8, y in loader:
+                yield self.batcher.to_input(u8), y.to(device, non_blocking=True)
+            return
+        for i in range(n_batches):
+            index = order[i * bs : (i + 1) * bs]
+            x = self.batcher.model_input(index, self.data.crop_padding, self.data.hflip,
+                                         generator=_device_generator(generator, device))  # fmt: skip
+            if self.erase is not None:
+                x = self.erase(x)
+            yield x, self.labels[index].to(device, non_blocking=True)
+
+    @staticmethod
+    def labels_for(rows: torch.Tensor) -> torch.Tensor:
+        """Placeholder labels indexable by `rows` for prediction loaders (test images have no labels)."""
+        return torch.zeros(int(rows.max()) + 1 if len(rows) else 0, dtype=torch.long)
+
     @property
     def final_model(self):
         """The weights that are evaluated, predicted with and saved: the EMA when enabled."""
@@ -141,9 +169,14 @@ class Trainer:
         Under DDP each rank predicts every world-th row and the results are gathered, so every rank returns all rows.
         """
         model = self.final_model.eval()
-        mine, out = shard(rows, self.dist), []
-        for start in progress(range(0, len(mine), self.data.eval_batch_size), desc=desc, leave=False, unit="batch"):
-            x = self.batcher.model_input(mine[start : start + self.data.eval_batch_size])
+        mine, out, bs = shard(rows, self.dist), [], self.data.eval_batch_size
+        if self.batcher.streaming:  # no augmentation: seed and labels are irrelevant here
+            pin = self.batcher.device.type == "cuda"
+            loader = stream.batches(self.batcher.images, self.labels_for(mine), mine, bs, None, 0, pin)
+            inputs = (self.batcher.to_input(u8) for u8, _ in loader)
+        else:
+            inputs = (self.batcher.model_input(mine[start : start + bs]) for start in range(0, len(mine), bs))
+        for x in progress(inputs, total=-(-len(mine) // bs), desc=desc, leave=False, unit="batch"):
             with autocast(self.batcher.device, self.bf16):
                 logits = model(x).float()
                 if self.data.tta_hflip:

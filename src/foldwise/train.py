@@ -27,6 +27,7 @@ from foldwise.folds import read_folds
 from foldwise.models import create_model, normalization
 from foldwise.optim import create_optimizer_and_scheduler
 from foldwise.runs import run_meta, skip_finished
+from foldwise.stream import choose_pipeline
 from foldwise.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,11 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise FoldwiseError(f"run.device={name!r} but no CUDA GPU is visible; use run.device=auto or cpu.")
     return torch.device(name)
+
+
+def resident(images: np.ndarray, pipeline: str, device: torch.device):
+    """The tensor path loads the uint8 images onto the device; the streaming path keeps the memory map."""
+    return torch.from_numpy(np.array(images)).to(device) if pipeline == "tensor" else images
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -136,7 +142,9 @@ def train_run(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace
     if recipe.run.channels_last:
         model = model.to(memory_format=torch.channels_last)
     mean, std = (torch.tensor(v, device=device).view(1, 3, 1, 1) for v in normalization(model))
-    batcher = Batcher(torch.from_numpy(np.array(train_array)).to(device), mean, std, device, recipe.run.channels_last)
+    pipeline = choose_pipeline(recipe.data.pipeline, len(train_array) + len(test_array), size, device)
+    meta["pipeline"] = pipeline
+    batcher = Batcher(resident(train_array, pipeline, device), mean, std, device, recipe.run.channels_last)
     labels = torch.tensor(comp.train_labels, dtype=torch.long)
     rows, valid = torch.tensor(train_rows), torch.tensor(valid_rows, dtype=torch.long)
     epochs, meta["epochs_source"] = (
@@ -148,8 +156,8 @@ def train_run(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace
     done, history = resume(run_dir, meta, trainer, generator)
 
     name = f"{recipe.name} {'full' if fold is None else f'fold {fold}'}"
-    log.info("%s: %d train / %d valid images, %s%s, bf16 %s, seed %d", name, len(rows), len(valid), device,
-             f" x {d.world} ranks (DDP)" if d.enabled else "", bf16, meta["seed"])  # fmt: skip
+    log.info("%s: %d train / %d valid images, %s%s, %s path, bf16 %s, seed %d", name, len(rows), len(valid), device,
+             f" x {d.world} ranks (DDP)" if d.enabled else "", pipeline, bf16, meta["seed"])  # fmt: skip
     for epoch in range(done + 1, epochs + 1):
         if fold is not None and should_stop(history, recipe.optim.patience):
             break
@@ -171,7 +179,7 @@ def train_run(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace
 
     if len(valid):
         oof_logits = trainer.predict(valid, desc="valid")  # also after a resume that had no epoch left to run
-    batcher.images = torch.from_numpy(np.array(test_array)).to(device)
+    batcher.images = resident(test_array, pipeline, device)
     test_logits = trainer.predict(torch.arange(len(test_array)), desc="test")
     d.barrier()
     if not d.is_main:  # rank 0 alone writes the artifacts

@@ -1,0 +1,83 @@
+"""The streaming input path: rows of the memory-mapped uint8 cache, augmented by albumentations in DataLoader workers.
+
+Used when the decoded images would not fit comfortably in the training device's memory (or `data.pipeline: stream`);
+the tensor path (everything resident, batched augmentation on the device) is faster whenever it fits.
+"""
+
+from __future__ import annotations
+
+import os
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from foldwise.config import DataConfig
+
+RESIDENT_SHARE = 0.4  # the tensor path may use up to this share of the device's free memory for the images
+
+
+def choose_pipeline(setting: str, n_images: int, size: int, device: torch.device) -> str:
+    """'tensor' or 'stream': `data.pipeline` when set, else by whether the uint8 images fit the device's memory."""
+    if setting in ("tensor", "stream"):
+        return setting
+    if setting != "auto":
+        raise ValueError(f"data.pipeline must be auto, tensor or stream, got {setting!r}")
+    needed = n_images * size * size * 3
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+    else:
+        free = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    return "tensor" if needed <= RESIDENT_SHARE * free else "stream"
+
+
+def train_transform(data: DataConfig, seed: int) -> A.Compose:
+    """The tensor path's augmentation, per image: reflect-padded random crop, flip, and erasing as CoarseDropout."""
+    size, pad = data.image_size, data.crop_padding
+    steps = [
+        A.PadIfNeeded(size + 2 * pad, size + 2 * pad, border_mode=cv2.BORDER_REFLECT_101),
+        A.RandomCrop(size, size),
+    ]
+    if data.hflip:
+        steps.append(A.HorizontalFlip(p=0.5))
+    if data.random_erasing:
+        steps.append(A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=(0.1, 0.5), hole_width_range=(0.1, 0.5),
+                                     fill="random_uniform", p=data.random_erasing))  # fmt: skip
+    return A.Compose(steps, seed=seed)
+
+
+class CachedRows(Dataset):
+    """Rows of the uint8 (N, H, W, 3) cache in a given order, optionally augmented; yields (uint8 HWC, label)."""
+
+    def __init__(self, images: np.ndarray, labels: torch.Tensor, rows: torch.Tensor, transform: A.Compose | None):
+        self.images, self.labels, self.rows, self.transform = images, labels, rows.tolist(), transform
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int):
+        image = np.asarray(self.images[self.rows[i]])  # one row read from the memory map
+        if self.transform is not None:
+            image = self.transform(image=image)["image"]
+        return torch.from_numpy(np.ascontiguousarray(image)), self.labels[self.rows[i]]
+
+
+def _seed_worker(worker_id: int) -> None:
+    info = torch.utils.data.get_worker_info()
+    transform = info.dataset.transform
+    if transform is not None:  # each worker its own stream, derived from the epoch's seed: reproducible
+        transform.set_random_seed(info.seed % 2**31)
+
+
+def batches(images: np.ndarray, labels: torch.Tensor, rows: torch.Tensor, batch_size: int, data: DataConfig | None,
+            seed: int, pin: bool, workers: int | None = None) -> DataLoader:  # fmt: skip
+    """Batches of (uint8 NHWC, labels) in the order of `rows`, decoded and augmented in worker processes."""
+    transform = train_transform(data, seed) if data is not None else None
+    workers = min(os.cpu_count() or 1, 8) if workers is None else workers
+    return DataLoader(
+        CachedRows(images, labels, rows, transform), batch_size=batch_size, shuffle=False, num_workers=workers,
+        pin_memory=pin, worker_init_fn=_seed_worker, generator=torch.Generator().manual_seed(seed),
+        persistent_workers=False,
+    )  # fmt: skip
