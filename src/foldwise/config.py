@@ -34,6 +34,7 @@ class DataConfig:
     mixup: float = 0.0  # timm Mixup alpha; 0 = off
     cutmix: float = 0.0  # timm CutMix alpha; 0 = off (with both on, each batch uses one, 50/50)
     tta_hflip: bool = False  # OOF and test logits = mean of the logits of the image and its mirror
+    tta_translate: int = 0  # px; also average views shifted by +-this many px (reflect), as airbench does
     pipeline: str = "auto"  # tensor (images resident on the device) | stream (albumentations in DataLoader
     #                         workers over the memory-mapped cache) | auto (tensor when the images fit)
 

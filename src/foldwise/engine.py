@@ -72,6 +72,19 @@ def _device_generator(generator: torch.Generator, device: torch.device) -> torch
     return torch.Generator(device=device).manual_seed(seed)
 
 
+def tta_views(x: torch.Tensor, hflip: bool, translate: int) -> list[torch.Tensor]:
+    """The batch, its mirror (hflip), and copies shifted by +-translate px diagonally (reflect-padded)."""
+    views = [x]
+    if translate:
+        t = translate
+        padded = F.pad(x, (t, t, t, t), mode="reflect")
+        h, w = x.shape[2:]
+        views += [padded[:, :, 2 * t : 2 * t + h, 2 * t : 2 * t + w], padded[:, :, :h, :w]]
+    if hflip:
+        views += [v.flip(3) for v in views]
+    return views
+
+
 class Trainer:
     """Model, optimizer, schedule, EMA and augmentation of one run; `train_epoch` and `predict` are the whole API."""
 
@@ -178,10 +191,8 @@ class Trainer:
             inputs = (self.batcher.model_input(mine[start : start + bs]) for start in range(0, len(mine), bs))
         for x in progress(inputs, total=-(-len(mine) // bs), desc=desc, leave=False, unit="batch"):
             with autocast(self.batcher.device, self.bf16):
-                logits = model(x).float()
-                if self.data.tta_hflip:
-                    logits = (logits + model(x.flip(3)).float()) / 2
-            out.append(logits)
+                views = tta_views(x, self.data.tta_hflip, self.data.tta_translate)
+                out.append(torch.stack([model(v).float() for v in views]).mean(0))
         local = torch.cat(out) if out else torch.zeros((0, self.num_classes), device=self.batcher.device)
         return gather_sharded(local, len(rows), self.dist).cpu().numpy().astype(np.float32)
 

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 import yaml
 
+from foldwise.augment import to_model_input
 from foldwise.cache import cached_images
 from foldwise.competition import Competition
 from foldwise.config import Recipe
@@ -41,6 +42,15 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise FoldwiseError(f"run.device={name!r} but no CUDA GPU is visible; use run.device=auto or cpu.")
     return torch.device(name)
+
+
+def init_data_dependent(model, images: np.ndarray, rows: list[int], mean, std, channels_last: bool) -> None:
+    """Models with a data-dependent init (the speed net's whitening stem) see up to 5,000 training-fold images."""
+    init = getattr(model, "init_whitening", None)
+    if init is None:
+        return
+    sample = torch.from_numpy(np.array(images[sorted(rows)[:5000]]))
+    init(to_model_input(sample.to(mean.device), mean, std, channels_last))
 
 
 def resident(images: np.ndarray, pipeline: str, device: torch.device):
@@ -142,6 +152,7 @@ def train_run(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace
     if recipe.run.channels_last:
         model = model.to(memory_format=torch.channels_last)
     mean, std = (torch.tensor(v, device=device).view(1, 3, 1, 1) for v in normalization(model))
+    init_data_dependent(model, train_array, train_rows, mean, std, recipe.run.channels_last)
     pipeline = choose_pipeline(recipe.data.pipeline, len(train_array) + len(test_array), size, device)
     meta["pipeline"] = pipeline
     batcher = Batcher(resident(train_array, pipeline, device), mean, std, device, recipe.run.channels_last)
