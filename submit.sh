@@ -75,9 +75,11 @@ fw report "$comp"  # again, now with the full retrain's evidence
 echo
 echo "== blend (out-of-fold)"
 sed -n '/^| rank/,/^$/p' "$out/blend/report.md"
-if [ -f "$comp/solution.csv" ]; then
-  echo "== score against $comp/solution.csv (a key that training never reads)"
-  fw score "$out/submission.csv" "$comp/solution.csv"
+key=$comp/solution.csv  # a key that ships beside the data, or the labels of a labeled test split (CIFAR test, ...)
+[ -f "$key" ] || key=$out/solution.csv
+if [ -f "$key" ]; then
+  echo "== score against $key (a key that training never reads)"
+  fw score "$out/submission.csv" "$key"
 fi
 echo "submission: $out/submission.csv"
 echo "report:     $out/blend/report.md and $out/blend/report.html"

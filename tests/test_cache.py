@@ -63,3 +63,68 @@ def test_corrupt_image_names_the_file_and_leaves_no_cache(tmp_path):
     with pytest.raises(FoldwiseError, match="bad.png"):
         cached_images([good, bad], 4, tmp_path / "cache", "train", workers=1)
     assert not list((tmp_path / "cache").glob("*.npy"))
+
+
+def decoded(im: Image.Image, path) -> np.ndarray:
+    """Save `im` (format from the file name), decode it through the cache's path at its own size."""
+    im.save(path)
+    with Image.open(path) as back:
+        assert back.mode == im.mode, f"{path.suffix} did not keep mode {im.mode}"
+    return decode_image(path, im.width)
+
+
+def test_grayscale_and_bilevel_become_equal_rgb_channels(tmp_path):
+    """L and 1 modes: every channel equals the gray value."""
+    gray = np.array([[0, 77], [200, 255]], dtype=np.uint8)
+    out = decoded(Image.fromarray(gray), tmp_path / "l.png")
+    np.testing.assert_array_equal(out, np.repeat(gray[..., None], 3, axis=2))
+    out = decoded(Image.fromarray(gray).convert("1"), tmp_path / "b.png")
+    assert set(np.unique(out)) <= {0, 255} and out[1, 1].tolist() == [255, 255, 255]
+
+
+@pytest.mark.parametrize("mode,suffix", [("I;16", ".png"), ("I;16B", ".tif"), ("I", ".tif")])
+def test_16_bit_grayscale_keeps_the_top_8_bits_instead_of_clipping(mode, suffix, tmp_path):
+    """16-bit data is scaled (>> 8): 4096 -> 16, 65535 -> 255; PIL's plain convert would make 256.. all white."""
+    values = np.array([[0, 256], [4096, 65535]])
+    if mode == "I":
+        im = Image.fromarray(values.astype(np.int32))
+    else:
+        im = Image.frombytes(mode, (2, 2), values.astype(">u2" if mode.endswith("B") else "<u2").tobytes())
+    out = decoded(im, tmp_path / f"g{suffix}")
+    np.testing.assert_array_equal(out[..., 0], [[0, 1], [16, 255]])
+    np.testing.assert_array_equal(out[..., 0], out[..., 2])
+
+
+def test_rgba_and_la_are_composited_on_white(tmp_path):
+    """Transparent -> white, opaque -> the color, half -> the blend (not the color under the alpha)."""
+    rgba = np.array([[[200, 0, 0, 0], [200, 0, 0, 255]], [[0, 0, 100, 128], [10, 20, 30, 255]]], dtype=np.uint8)
+    out = decoded(Image.fromarray(rgba, "RGBA"), tmp_path / "a.png").astype(int)
+    assert out[0, 0].tolist() == [255, 255, 255]
+    assert out[0, 1].tolist() == [200, 0, 0] and out[1, 1].tolist() == [10, 20, 30]
+    np.testing.assert_allclose(out[1, 0], [127, 127, 177], atol=1)
+    la = Image.fromarray(rgba[..., [0, 3]], "LA")
+    out = decoded(la, tmp_path / "la.png")
+    assert out[0, 0].tolist() == [255, 255, 255] and out[0, 1].tolist() == [200, 200, 200]
+
+
+def test_palette_with_and_without_transparency(tmp_path):
+    """P: palette colors exactly; the transparent index (tRNS) becomes white."""
+    im = Image.new("P", (2, 2))
+    im.putpalette([0, 0, 0, 255, 0, 0, 0, 128, 255] + [0] * 759)
+    im.putdata([0, 1, 2, 1])
+    out = decoded(im, tmp_path / "p.png")
+    assert out.reshape(4, 3).tolist() == [[0, 0, 0], [255, 0, 0], [0, 128, 255], [255, 0, 0]]
+    im.info["transparency"] = 0
+    out = decoded(im, tmp_path / "pt.png")
+    assert out.reshape(4, 3).tolist() == [[255, 255, 255], [255, 0, 0], [0, 128, 255], [255, 0, 0]]
+    gif = decoded(im, tmp_path / "pt.gif")
+    assert gif[0, 0].tolist() == [255, 255, 255] and gif[0, 1].tolist() == [255, 0, 0]
+
+
+def test_cmyk_becomes_rgb(tmp_path):
+    """CMYK: no ink -> white, cyan -> (0, 255, 255), full black -> black, half black -> mid grey."""
+    im = Image.new("CMYK", (2, 2))
+    im.putdata([(0, 0, 0, 0), (255, 0, 0, 0), (0, 0, 0, 255), (0, 0, 0, 128)])
+    out = decoded(im, tmp_path / "c.tif").reshape(4, 3).astype(int)
+    assert out[:3].tolist() == [[255, 255, 255], [0, 255, 255], [0, 0, 0]]
+    np.testing.assert_allclose(out[3], [127, 127, 127], atol=1)

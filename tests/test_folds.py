@@ -215,3 +215,80 @@ def test_validate_folds_rejects_wrong_columns(comp):
     df = make_folds(comp, k=5, seed=0)[["label", "id", "fold"]]
     with pytest.raises(FoldwiseError, match="id,label,fold"):
         validate_folds(df, comp, source=Path("x.csv"))
+
+
+def paired_groups(n: int, pairs: list[tuple[int, int]]) -> np.ndarray:
+    """A group label per row: each listed pair shares one, every other row is alone."""
+    groups = np.arange(n)
+    for a, b in pairs:
+        groups[b] = groups[a]
+    return groups
+
+
+def test_groups_stay_inside_one_fold_and_csv_gets_group_column(comp, tmp_path):
+    """With duplicate groups, every group lands in one fold; the csv is id,label,fold,group; classes stay balanced."""
+    pairs = [(0, 1), (2, 3), (10, 11), (50, 51), (90, 99)]
+    groups = paired_groups(100, pairs)
+    groups[[20, 30, 40]] = groups[20]  # one group of three, across classes
+    df = make_folds(comp, k=5, seed=0, groups=groups)
+    assert list(df.columns) == ["id", "label", "fold", "group"]
+    for a, b in [*pairs, (20, 30), (30, 40)]:
+        assert df["fold"][a] == df["fold"][b] and df["group"][a] == df["group"][b]
+    assert df["group"].nunique() == 100 - 5 - 2
+    assert df["group"].iloc[0] == 0 and sorted(df["group"].unique()) == list(range(93))  # dense, first row first
+    assert df["fold"].value_counts().between(18, 22).all()
+    path = tmp_path / "g.csv"
+    write_folds(df, path, k=5, seed=0)
+    assert path.read_text().startswith("id,label,fold,group\n")
+    back = read_folds(path, comp)
+    pd.testing.assert_frame_equal(back, df, check_dtype=False)
+
+
+def test_group_folds_are_byte_identical_for_the_same_seed(comp, tmp_path):
+    """Group-aware folds are reproducible: the same seed writes byte-identical files; another seed differs."""
+    groups = paired_groups(100, [(0, 1), (5, 6), (70, 71)])
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    write_folds(make_folds(comp, k=5, seed=3, groups=groups), a, k=5, seed=3)
+    write_folds(make_folds(comp, k=5, seed=3, groups=groups.copy()), b, k=5, seed=3)
+    assert a.read_bytes() == b.read_bytes()
+    other = make_folds(comp, k=5, seed=4, groups=groups)
+    assert folds_csv_text(other) != a.read_text()
+
+
+def test_all_singleton_groups_give_the_plain_stratified_folds(comp):
+    """No duplicates: the same bytes as without groups (StratifiedKFold), and no group column."""
+    plain = folds_csv_text(make_folds(comp, k=5, seed=7))
+    assert folds_csv_text(make_folds(comp, k=5, seed=7, groups=np.arange(100))) == plain
+    assert plain.startswith("id,label,fold\n")
+
+
+def test_sidecar_records_method_and_duplicate_search(comp, tmp_path):
+    """The JSON sidecar names the method and keeps the duplicate search's numbers; identical folds refresh it."""
+    path = tmp_path / "f.csv"
+    df = make_folds(comp, k=5, seed=0, groups=paired_groups(100, [(0, 1)]))
+    write_folds(df, path, k=5, seed=0, extra={"duplicates": {"near_duplicate_threshold": 4}})
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert meta["method"] == "StratifiedGroupKFold(shuffle=True)" and meta["duplicate_groups"] == 1
+    assert meta["duplicates"]["near_duplicate_threshold"] == 4
+    assert write_folds(df, path, k=5, seed=0, extra={"duplicates": {"near_duplicate_threshold": 2}}) is False
+    assert json.loads(path.with_suffix(".json").read_text())["duplicates"]["near_duplicate_threshold"] == 2
+    plain = tmp_path / "p.csv"
+    write_folds(make_folds(comp, k=5, seed=0), plain, k=5, seed=0)
+    assert json.loads(plain.with_suffix(".json").read_text())["method"] == "StratifiedKFold(shuffle=True)"
+
+
+def test_validate_folds_rejects_group_split_across_folds(comp):
+    """A hand-edited folds file that puts two members of one group in different folds is rejected."""
+    df = make_folds(comp, k=5, seed=0, groups=paired_groups(100, [(0, 1)]))
+    df.loc[1, "fold"] = (df.loc[0, "fold"] + 1) % 5
+    with pytest.raises(FoldwiseError, match=r"duplicate group\(s\) \[0\] span several folds"):
+        validate_folds(df, comp, source=Path("x.csv"))
+
+
+def test_class_with_fewer_than_k_distinct_images_raises():
+    """Duplicates count once: 5 images of 'cat' in 4 groups cannot fill 5 folds."""
+    small = fake_comp({"cat": 5, "dog": 6})
+    with pytest.raises(FoldwiseError, match=r"fewer than k=5 distinct images.*'cat' has 4"):
+        make_folds(small, k=5, seed=0, groups=paired_groups(11, [(0, 1)]))
+    with pytest.raises(FoldwiseError, match="11 training images"):
+        make_folds(small, k=5, seed=0, groups=np.arange(10))

@@ -24,9 +24,25 @@ from foldwise.progress import progress
 CHUNK = 256  # images per worker task
 
 
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Any PIL mode as 8-bit RGB, the way an image viewer shows it.
+
+    - 16-bit grayscale ("I;16", "I;16B", ...) and 32-bit "I" (how decoders hand over 16-bit data) keep their top 8
+      bits (value >> 8): PIL's own convert clips every value above 255 to white.
+    - Transparency (RGBA, LA, PA, palette with a transparent index) is composited on white, not dropped: the color
+      under a transparent pixel is arbitrary (often black), while viewers and Kaggle's previews show white.
+    - Grayscale, bilevel, palette, CMYK and YCbCr use PIL's conversion.
+    """
+    if im.mode == "I" or im.mode.startswith("I;16"):
+        im = Image.fromarray((np.clip(np.asarray(im), 0, 65535).astype(np.uint32) >> 8).astype(np.uint8))
+    if "A" in im.getbands() or "a" in im.getbands() or (im.mode == "P" and "transparency" in im.info):
+        im = Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)), im.convert("RGBA"))
+    return im.convert("RGB")
+
+
 def resize_pil(im: Image.Image, size: int) -> np.ndarray:
-    """RGB, shorter side resized to `size` (bicubic), center crop to size x size; uint8 (size, size, 3)."""
-    im = im.convert("RGB")
+    """RGB (see to_rgb), shorter side resized to `size` (bicubic), center crop to size x size; uint8 (size, size, 3)."""
+    im = to_rgb(im)
     if im.size != (size, size):
         w, h = im.size
         scale = size / min(w, h)

@@ -25,17 +25,38 @@ def cmd_demo(args, ws: Workspace) -> None:
     print(f"wrote demo competition {args.name} to {out}")
 
 
+def cmd_describe(args, ws: Workspace) -> None:
+    from foldwise.competition import load_competition
+    from foldwise.describe import describe
+
+    print(describe(load_competition(args.comp, args.layout)))
+
+
 def cmd_folds(args, ws: Workspace) -> None:
     from foldwise.competition import load_competition
-    from foldwise.folds import make_folds, write_folds
+    from foldwise.folds import check_class_sizes, make_folds, write_folds
 
     comp = load_competition(args.comp, args.layout)
-    df = make_folds(comp, k=args.k, seed=args.seed)
+    groups, extra = None, {"duplicates": {"checked": False}}
+    if not args.no_dedup:
+        from foldwise.leakage import find_duplicates, group_ids
+
+        check_class_sizes(comp, args.k)  # fail before decoding anything
+        report = find_duplicates(comp, ws.cache_dir(comp.name), threshold=args.dup_threshold)
+        print(report.summary())
+        for line in report.examples(comp, 3):
+            print(f"  {line}")
+        if report.train_test_pairs:
+            print(f"warning: {len(report.train_test_pairs)} test image(s) look like training images (examples above): "
+                  "the models have as good as seen them, so the test score can beat the validation score")  # fmt: skip
+        groups, extra = group_ids(report, len(comp.train_ids)), {"duplicates": report.counts()}
+    df = make_folds(comp, k=args.k, seed=args.seed, groups=groups)
     path = ws.folds_csv(comp.name)
-    changed = write_folds(df, path, k=args.k, seed=args.seed, force=args.force)
+    changed = write_folds(df, path, k=args.k, seed=args.seed, force=args.force, extra=extra)
     sizes = df["fold"].value_counts().sort_index().tolist()
+    grouped = f", {(df['group'].value_counts() > 1).sum()} duplicate group(s) kept whole" if "group" in df else ""
     print(f"{'wrote' if changed else 'unchanged'} {path}: {len(df)} images, {len(comp.classes)} classes, "
-          f"k={args.k} (fold sizes {sizes}), seed {args.seed}")  # fmt: skip
+          f"k={args.k} (fold sizes {sizes}), seed {args.seed}{grouped}")  # fmt: skip
 
 
 def cmd_train(args, ws: Workspace) -> None:
@@ -88,13 +109,16 @@ def format_table(header: list[str], body: list[list]) -> str:
 
 
 def cmd_submit(args, ws: Workspace) -> None:
-    from foldwise.competition import load_competition
+    from foldwise.competition import load_competition, write_solution
     from foldwise.submit import make_submission
 
     comp = load_competition(args.comp, args.layout)
     path, info = make_submission(comp, ws)
     sources = "; ".join(f"{k}: {v}" for k, v in info["sources"].items())
     print(f"wrote {path}: {info['rows']} rows, {info['method']} of {', '.join(info['models'])} ({sources})")
+    key = write_solution(comp, ws.comp_dir(comp.name) / "solution.csv")  # labeled held-out split (CIFAR test, ...)
+    if key is not None:
+        print(f"wrote {key}: the labels of the test split that shipped labeled; `foldwise score` it")
 
 
 def cmd_score(args, ws: Workspace) -> None:
@@ -112,9 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    from foldwise.formats import LAYOUTS
+
     def with_comp(p):
         p.add_argument("comp", type=Path, help="competition directory, e.g. input/digits")
-        p.add_argument("--layout", choices=["csv", "folder"], help="force a layout instead of detecting it")
+        p.add_argument("--layout", choices=list(LAYOUTS), help="force a layout instead of detecting it")
         return p
 
     p = sub.add_parser("demo", help="write a demo competition from data that ships offline")
@@ -123,10 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", type=Path, help="fashion-mnist: directory with the IDX files")
     p.set_defaults(func=cmd_demo)
 
-    p = with_comp(sub.add_parser("folds", help="stratified k-fold split -> folds/<comp>.csv"))
+    p = with_comp(sub.add_parser("describe", help="print the detected layout, classes, counts, test set, sizes"))
+    p.set_defaults(func=cmd_describe)
+
+    p = with_comp(sub.add_parser("folds", help="stratified, duplicate-aware k-fold split -> folds/<comp>.csv"))
     p.add_argument("--k", type=int, default=5, help="number of folds; fold 0 is the 1/k holdout (default 5)")
     p.add_argument("--seed", type=int, default=42, help="split seed, recorded in folds/<comp>.json")
     p.add_argument("--force", action="store_true", help="replace existing folds that differ")
+    p.add_argument("--no-dedup", action="store_true", help="skip the duplicate search (plain StratifiedKFold)")
+    p.add_argument("--dup-threshold", type=int, default=4, metavar="BITS",
+                   help="near-duplicate: perceptual hashes at most BITS of 64 apart (0-8, default 4)")  # fmt: skip
     p.set_defaults(func=cmd_folds)
 
     p = with_comp(sub.add_parser("train", help="train folds or the full retrain of one or more recipes"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from foldwise.errors import FoldwiseError
+from foldwise.fileio import write_text_atomic
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -59,10 +62,67 @@ class Competition:
     test_images: ImageSource
     submission: SubmissionFormat
     solution_path: Path | None = None  # labels for the test images, kept aside for `foldwise score`
+    solution_labels: tuple[str, ...] = ()  # class name per test id when the test split ships labels (a key)
+    class_descriptions: tuple[str, ...] = ()  # human-readable name per class (Tiny ImageNet words.txt), or none
+    layout_detail: str = ""  # which variant of the layout was found, e.g. "CIFAR-100 pickles in cifar-100-python/"
+    test_description: str = ""  # what the test set is, e.g. "CIFAR-10 test_batch (labeled: ...)"
+    notes: tuple[str, ...] = ()  # what the reader chose or left out (an unused split, skipped annotation rows)
 
     def __post_init__(self):
         if not self.test_ids:
             raise FoldwiseError(f"{self.root}: the test set is empty; put the unlabeled images in its test folder.")
+        if self.solution_labels and len(self.solution_labels) != len(self.test_ids):
+            raise ValueError(f"{len(self.solution_labels)} solution labels for {len(self.test_ids)} test ids")
+        if self.class_descriptions and len(self.class_descriptions) != len(self.classes):
+            raise ValueError(f"{len(self.class_descriptions)} class descriptions for {len(self.classes)} classes")
+
+
+def solution_csv_text(comp: Competition) -> str:
+    """The `id,label` key of a test split that ships labels, rows in submission order (column names as submitted)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([comp.submission.id_column, comp.submission.label_column or "label"])
+    writer.writerows(zip(comp.test_ids, comp.solution_labels))
+    return buf.getvalue()
+
+
+def write_solution(comp: Competition, path: str | Path) -> Path | None:
+    """Write the labels of a labeled test split (CIFAR test, Intel seg_test, Tiny ImageNet val, IDX t10k) as a
+    `foldwise score` key at `path`, atomically; returns None (writing nothing) when the test split has no labels.
+
+    An unchanged key is not rewritten, so its modification time stays put across reruns.
+    """
+    if not comp.solution_labels:
+        return None
+    path, text = Path(path), solution_csv_text(comp)
+    if path.is_file() and path.read_text() == text:
+        return path
+    return write_text_atomic(path, text)
+
+
+OPTIONS_FILE = "foldwise.yaml"  # optional, in the competition directory: reader options that every stage must share
+OPTIONS = {"cifar_labels": ("fine", "coarse")}  # key -> allowed values
+
+
+def competition_options(root: Path) -> dict[str, str]:
+    """Reader options from `<root>/foldwise.yaml` (empty when absent); unknown keys or values are errors."""
+    path = Path(root) / OPTIONS_FILE
+    if not path.is_file():
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise FoldwiseError(f"{path}: not readable YAML ({e}); fix or remove it.") from e
+    if not isinstance(data, dict):
+        raise FoldwiseError(f"{path}: expected `key: value` lines (known keys: {', '.join(OPTIONS)}).")
+    for key, value in data.items():
+        if key not in OPTIONS:
+            raise FoldwiseError(f"{path}: unknown key {key!r}; known keys: {', '.join(OPTIONS)}.")
+        if value not in OPTIONS[key]:
+            raise FoldwiseError(f"{path}: {key}: {value!r} is not one of {', '.join(OPTIONS[key])}.")
+    return {str(k): str(v) for k, v in data.items()}
 
 
 def sort_class_names(names) -> tuple[str, ...]:

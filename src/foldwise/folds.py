@@ -1,4 +1,9 @@
-"""Stratified k-fold assignment, and reading/writing/validating the folds CSV (the contract between stages)."""
+"""Stratified (or group-aware) k-fold assignment, and reading/writing/validating the folds CSV (the stage contract).
+
+Duplicate images must not sit on both sides of a split, or validation scores are inflated. Finding them needs the
+pixels (foldwise.leakage); this module only takes the result: a group label per training row. With real groups the
+folds come from StratifiedGroupKFold and the csv gains a `group` column; without, the csv stays id,label,fold.
+"""
 
 from __future__ import annotations
 
@@ -8,73 +13,125 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from foldwise.competition import Competition
 from foldwise.errors import FoldwiseError
 from foldwise.fileio import write_text_atomic
 
 
-def assign_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """Fold index per row from sklearn's StratifiedKFold; with k=5 fold 0 is the 80/20 holdout."""
+def assign_folds(labels: np.ndarray, k: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
+    """Fold index per row from sklearn's StratifiedKFold; with k=5 fold 0 is the 80/20 holdout.
+
+    With `groups`, StratifiedGroupKFold instead: every group inside one fold, classes as balanced as groups allow.
+    """
     labels = np.asarray(labels)
     if k < 2:
         raise FoldwiseError(f"k={k}: need at least 2 folds.")
     folds = np.full(len(labels), -1, dtype=np.int64)
-    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    for fold, (_, valid) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+    kind = StratifiedKFold if groups is None else StratifiedGroupKFold
+    splitter = kind(n_splits=k, shuffle=True, random_state=seed)
+    for fold, (_, valid) in enumerate(splitter.split(np.zeros(len(labels)), labels, groups)):
         folds[valid] = fold
     return folds
 
 
-def check_class_sizes(comp: Competition, k: int) -> None:
-    """Every class needs at least k images so that it appears in every fold."""
-    counts = np.bincount(np.asarray(comp.train_labels), minlength=len(comp.classes))
+def dense_groups(groups) -> np.ndarray:
+    """Group labels renumbered 0, 1, ... in order of each group's first row."""
+    _, first, inverse = np.unique(np.asarray(groups), return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first)] = np.arange(len(first))
+    return rank[inverse.ravel()]
+
+
+def check_class_sizes(comp: Competition, k: int, groups: np.ndarray | None = None) -> None:
+    """Every class needs at least k images (k duplicate groups, when grouped) so that it appears in every fold."""
+    labels = np.asarray(comp.train_labels)
+    if groups is None:
+        counts = np.bincount(labels, minlength=len(comp.classes))
+    else:  # a group can hold several classes (duplicates with conflicting labels); it counts once for each
+        pairs = np.unique(np.stack([labels, dense_groups(groups)]), axis=1)
+        counts = np.bincount(pairs[0], minlength=len(comp.classes))
     small = [(comp.classes[i], int(n)) for i, n in enumerate(counts) if n < k]
     if small:
         shown = ", ".join(f"{name!r} has {n}" for name, n in small[:10])
         fewest = min(n for _, n in small)
         fewer_folds = f", or use fewer folds (--k {fewest})" if fewest >= 2 else ""
+        what = "images" if groups is None else "distinct images (duplicates count once)"
         raise FoldwiseError(
-            f"{comp.root}: {len(small)} class(es) have fewer than k={k} images ({shown}). "
+            f"{comp.root}: {len(small)} class(es) have fewer than k={k} {what} ({shown}). "
             f"Add images, merge or drop those classes{fewer_folds}."
         )
 
 
-def make_folds(comp: Competition, k: int = 5, seed: int = 42) -> pd.DataFrame:
-    """The folds table (id, label, fold) for a competition, validated."""
-    check_class_sizes(comp, k)
+def make_folds(comp: Competition, k: int = 5, seed: int = 42, groups=None) -> pd.DataFrame:
+    """The folds table (id, label, fold[, group]) for a competition, validated.
+
+    `groups`: a label per training row (e.g. foldwise.leakage.group_ids); rows sharing one stay in one fold. When
+    every row is its own group, or None, the folds are StratifiedKFold's and there is no group column.
+    """
     labels = np.asarray(comp.train_labels)
+    if groups is not None:
+        groups = np.asarray(groups)
+        if len(groups) != len(labels):
+            raise FoldwiseError(f"{comp.root}: {len(groups)} group labels for {len(labels)} training images.")
+        if len(np.unique(groups)) == len(labels):
+            groups = None  # no duplicates: the plain split, byte-identical to a run without groups
+    check_class_sizes(comp, k, groups)
     df = pd.DataFrame({"id": comp.train_ids, "label": [comp.classes[i] for i in labels]})
-    df["fold"] = assign_folds(labels, k, seed)
-    validate_folds(df, comp, source=Path("<new folds>"))
+    df["fold"] = assign_folds(labels, k, seed, groups)
+    if groups is not None:
+        df["group"] = dense_groups(groups)
+    try:
+        validate_folds(df, comp, source=Path("<new folds>"))
+    except FoldwiseError as e:
+        if groups is None:
+            raise
+        raise FoldwiseError(f"{e} Duplicate groups constrain the split: try another --seed or fewer folds.") from e
     return df
 
 
 def folds_csv_text(df: pd.DataFrame) -> str:
-    """The exact bytes written for a folds table (same table -> same bytes)."""
+    """The exact bytes written for a folds table (same table -> same bytes); `group` only when the table has it."""
     buf = io.StringIO()
-    df[["id", "label", "fold"]].to_csv(buf, index=False, lineterminator="\n")
+    df[["id", "label", "fold"] + (["group"] if "group" in df.columns else [])].to_csv(
+        buf, index=False, lineterminator="\n"
+    )
     return buf.getvalue()
 
 
-def write_folds(df: pd.DataFrame, path: Path, k: int, seed: int, force: bool = False) -> bool:
-    """Write folds CSV + a JSON sidecar with k and seed; refuse to replace different folds unless `force`.
+def folds_meta(df: pd.DataFrame, k: int, seed: int, extra: dict | None = None) -> dict:
+    """The JSON sidecar: k, seed, method, rows (and duplicate groups), plus `extra` (e.g. the duplicate search)."""
+    meta = {"k": k, "seed": seed, "method": "StratifiedKFold(shuffle=True)", "rows": len(df)}
+    if "group" in df.columns:
+        sizes = df["group"].value_counts()
+        meta["method"] = "StratifiedGroupKFold(shuffle=True)"
+        meta["duplicate_groups"] = int((sizes > 1).sum())
+    return {**meta, **(extra or {})}
 
-    Returns True when the file was (re)written, False when identical folds were already there.
+
+def write_folds(
+    df: pd.DataFrame, path: Path, k: int, seed: int, force: bool = False, extra: dict | None = None
+) -> bool:
+    """Write folds CSV + a JSON sidecar (k, seed, method, `extra`); refuse to replace different folds unless `force`.
+
+    Returns True when the csv was (re)written, False when identical folds were already there (the sidecar is
+    still brought up to date, e.g. with a new duplicate search's counts).
     """
     text = folds_csv_text(df)
+    sidecar, meta_text = path.with_suffix(".json"), json.dumps(folds_meta(df, k, seed, extra), indent=2) + "\n"
     if path.exists():
         if path.read_text() == text:
+            if not sidecar.exists() or sidecar.read_text() != meta_text:
+                write_text_atomic(sidecar, meta_text)
             return False
         if not force:
             raise FoldwiseError(
-                f"{path}: already exists with different folds (other seed, k or data). Models trained on it "
-                "would no longer match; pass --force to replace it (and retrain with --force)."
+                f"{path}: already exists with different folds (other seed, k, data or duplicate groups). Models "
+                "trained on it would no longer match; pass --force to replace it (and retrain with --force)."
             )
     write_text_atomic(path, text)
-    meta = {"k": k, "seed": seed, "method": "StratifiedKFold(shuffle=True)", "rows": len(df)}
-    write_text_atomic(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
+    write_text_atomic(sidecar, meta_text)
     return True
 
 
@@ -82,14 +139,14 @@ def read_folds(path: Path, comp: Competition | None = None) -> pd.DataFrame:
     """Read and validate a folds CSV (against the competition when given)."""
     if not path.exists():
         raise FoldwiseError(f"{path}: no folds yet; run `foldwise folds input/<comp>` first.")
-    df = pd.read_csv(path, dtype={"id": str, "label": str, "fold": np.int64}, keep_default_na=False)
+    df = pd.read_csv(path, dtype={"id": str, "label": str, "fold": np.int64, "group": np.int64}, keep_default_na=False)
     if comp is not None:
         validate_folds(df, comp, source=path)
     return df
 
 
 def validate_folds(df: pd.DataFrame, comp: Competition, source: Path) -> None:
-    """Every training id exactly once, labels as in the data, every class present in every fold."""
+    """Every training id exactly once, labels as in the data, every class in every fold, every group in one fold."""
     if list(df.columns[:3]) != ["id", "label", "fold"]:
         raise FoldwiseError(f"{source}: columns must start with id,label,fold (found {list(df.columns)}).")
     dup = df["id"][df["id"].duplicated()].tolist()
@@ -110,3 +167,11 @@ def validate_folds(df: pd.DataFrame, comp: Competition, source: Path) -> None:
     short = per_fold[per_fold < len(comp.classes)]
     if len(short):
         raise FoldwiseError(f"{source}: fold(s) {short.index.tolist()} lack some classes; rebuild the folds.")
+    if "group" in df.columns:
+        spread = df.groupby("group")["fold"].nunique()
+        split = spread[spread > 1].index.tolist()
+        if split:
+            raise FoldwiseError(
+                f"{source}: duplicate group(s) {split[:5]} span several folds, so duplicates would leak between "
+                "training and validation; rebuild the folds."
+            )

@@ -100,12 +100,12 @@ def rows_acc(rows: list[dict], candidate: str) -> float:
 def data_section(comp: Competition) -> Section:
     """Classes, counts, image sizes and modes (sampled), and exact duplicate files."""
     counts = np.bincount(np.asarray(comp.train_labels), minlength=len(comp.classes))
-    sizes = datasummary.image_stats(comp.train_images + comp.test_images)
+    sizes = datasummary.image_stats(comp.train_images)
     dups = datasummary.exact_duplicates(comp.train_images, comp.test_images)
     text = [
         f"`{comp.root}` ({comp.layout} layout): {len(comp.train_ids)} labeled images in {len(comp.classes)} classes "
         f"({counts.min()}-{counts.max()} per class), {len(comp.test_ids)} unlabeled test images.",
-        f"Image sizes (sample of {sizes['sampled']}): {sizes['sizes']}; modes: {sizes['modes']}.",
+        f"Training image sizes (sample of {sizes['sampled']}): {sizes['sizes']}; modes: {sizes['modes']}.",
         f"Exact duplicate files (content hash): {dups['train_groups']} groups within train, "
         f"{dups['train_test']} test images identical to a training image.",
         "Submission format: "

@@ -5,19 +5,35 @@ from __future__ import annotations
 from pathlib import Path
 
 from foldwise.errors import FoldwiseError
-from foldwise.formats import csv_layout, folder
+from foldwise.formats import cifar, csv_layout, folder, idx, tiny_imagenet
 
-LAYOUTS = {"csv": csv_layout.read, "folder": folder.read}
+LAYOUTS = {  # name -> reader; `--layout NAME` forces one
+    "csv": csv_layout.read,
+    "folder": folder.read,
+    "cifar": cifar.read,
+    "tiny-imagenet": tiny_imagenet.read,
+    "idx": idx.read,
+}
+
+# Detection order: the layouts with unambiguous marker files first. Official Tiny ImageNet also has
+# train/<wnid>/ folders, so it must be tried before the folder layout; csv keeps its place before folder.
+DETECTION_ORDER = (
+    ("tiny-imagenet", tiny_imagenet.matches),  # wnids.txt + train/
+    ("cifar", cifar.matches),  # batches.meta / data_batch_1, or meta + train + test pickles
+    ("idx", idx.matches),  # train-images-idx3-ubyte[.gz] + train-labels-idx1-ubyte[.gz]
+    ("csv", csv_layout.matches),  # train.csv
+    ("folder", folder.matches),  # train/<class>/ or seg_train/seg_train/<class>/
+)
 
 
 def detect_layout(root: Path) -> str:
     """Name of the first layout whose marker files are present under `root`."""
-    if csv_layout.matches(root):
-        return "csv"
-    if folder.matches(root):
-        return "folder"
+    for name, matches in DETECTION_ORDER:
+        if matches(root):
+            return name
     found = ", ".join(sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())[:12]) or "nothing"
     raise FoldwiseError(
-        f"{root}: no supported layout found (it holds: {found}). Expected either train.csv + train/ + test/ "
-        "(+ sample_submission.csv), or train/<class>/* + test/*. See README 'Input layouts'."
+        f"{root}: no supported layout found (it holds: {found}). Expected one of: train.csv + train/ + test/ "
+        "(+ sample_submission.csv); train/<class>/* + test/*; Intel seg_train/seg_train/<class>/; "
+        "tiny-imagenet-200/ (wnids.txt); CIFAR python pickles; MNIST IDX files. See README 'Input layouts'."
     )

@@ -1,47 +1,135 @@
-"""Folder layout: train/<class>/<image>, test/<image> (+ optional sample_submission.csv, solution.csv)."""
+"""Folder layouts: one folder per class (+ optional sample_submission.csv, solution.csv).
+
+- plain: train/<class>/<image>, test/<image>
+- Intel Image Classification (Kaggle): seg_train/seg_train/<class>/, seg_test/seg_test/<class>/ (labeled),
+  seg_pred/seg_pred/<image> (unlabeled); also without the doubled folder (seg_train/<class>/ ...)
+- Tiny ImageNet Kaggle variant: train/<class>/ (images directly or in <class>/images/), valid/<class>/ (labeled),
+  test/<image> or test/images/<image>
+
+Train ids are `<class>/<stem>`. A labeled held-out split (test/<class>/, seg_test, valid, val, validation) is the
+test set, its labels the solution key, and an unlabeled folder beside it is left out with a note; with a
+sample_submission.csv the test set is the unlabeled folder (or the labeled split) whose ids the sample lists.
+Test ids are file stems (`test_00000`... in file-name order when stems repeat across class folders).
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from foldwise.competition import Competition, SubmissionFormat, list_images, sort_class_names
 from foldwise.errors import FoldwiseError
+from foldwise.formats.common import TestSplit, choose_test_split, numbered_ids, unused_note
 from foldwise.formats.csv_layout import read_sample_submission, test_paths_for_ids
+
+TRAIN_DIRS = ("train", "seg_train/seg_train", "seg_train")
+LABELED_TEST_DIRS = ("test", "seg_test/seg_test", "seg_test", "valid", "val", "validation")  # with class folders
+UNLABELED_TEST_DIRS = ("test/images", "test", "seg_pred/seg_pred", "seg_pred")  # images directly inside
+
+
+def class_folders(directory: Path) -> list[Path]:
+    """Sub-directories of `directory` that stand for classes (hidden and __MACOSX folders skipped), sorted."""
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith((".", "__")))
+
+
+def is_class_tree(directory: Path) -> bool:
+    """True when `directory` holds class folders (a lone images/ folder is a flat test folder, not a class)."""
+    folders = class_folders(directory)
+    return bool(folders) and [p.name for p in folders] != ["images"]
+
+
+def images_of_class(folder: Path) -> list[Path]:
+    """Images of one class folder: directly inside it, else in its images/ sub-folder (Tiny ImageNet nesting)."""
+    files = list_images(folder)
+    if not files and (folder / "images").is_dir():
+        files = list_images(folder / "images")
+    return files
+
+
+def train_dir(root: Path) -> Path | None:
+    """The first of train/, seg_train/seg_train/, seg_train/ that holds class folders."""
+    return next((root / d for d in TRAIN_DIRS if is_class_tree(root / d)), None)
 
 
 def matches(root: Path) -> bool:
-    """True when train/ holds class sub-directories."""
-    train = root / "train"
-    return train.is_dir() and any(p.is_dir() for p in train.iterdir())
+    """True when train/ (or Intel's seg_train/seg_train/) holds class sub-directories."""
+    return train_dir(root) is not None
+
+
+def labeled_split(directory: Path, root: Path) -> TestSplit:
+    """A held-out split with class folders: ids are file stems (numbered when stems repeat), labels the folders."""
+    pairs = sorted((p.name, folder.name, p) for folder in class_folders(directory) for p in images_of_class(folder))
+    stems = [Path(name).stem for name, _, _ in pairs]
+    ids = tuple(stems) if len(set(stems)) == len(stems) else numbered_ids("test", len(pairs))
+    what = f"{directory.relative_to(root).as_posix()}/<class>/"
+    return TestSplit(what, ids, tuple(p for _, _, p in pairs), tuple(c for _, c, _ in pairs))
 
 
 def read(root: Path) -> Competition:
-    """Read train/<class>/* and test/*; the test id is the file name without extension."""
-    train_dir, test_dir = root / "train", root / "test"
-    class_dirs = sorted(p for p in train_dir.iterdir() if p.is_dir())
-    classes = sort_class_names(p.name for p in class_dirs)
+    """Read the class folders for training and pick the test set (see the module docstring)."""
+    train = train_dir(root)
+    if train is None:
+        raise FoldwiseError(f"{root / 'train'}: no class folders; put the labeled images in train/<class>/.")
+    folders = class_folders(train)
+    classes = sort_class_names(p.name for p in folders)
     index = {c: i for i, c in enumerate(classes)}
     ids, labels, paths = [], [], []
-    for class_dir in class_dirs:
-        for path in list_images(class_dir):
-            ids.append(f"{class_dir.name}/{path.stem}")
-            labels.append(index[class_dir.name])
+    for folder in folders:
+        for path in images_of_class(folder):
+            ids.append(f"{folder.name}/{path.stem}")
+            labels.append(index[folder.name])
             paths.append(path)
     if not ids:
-        raise FoldwiseError(f"{train_dir}: no images in the class folders.")
-    if not test_dir.is_dir():
-        raise FoldwiseError(f"{test_dir}: missing; put the unlabeled test images there.")
+        raise FoldwiseError(f"{train}: no images in the class folders.")
+    duplicated = sorted(i for i, n in Counter(ids).items() if n > 1)
+    if duplicated:
+        raise FoldwiseError(f"{train}: images whose names differ only by extension: {duplicated[:5]}. "
+                            "Remove the copies.")  # fmt: skip
+    labeled = [labeled_split(root / d, root) for d in LABELED_TEST_DIRS if is_class_tree(root / d)]
+    labeled = [s for s in labeled if s.ids]
+    flat = next((root / d for d in UNLABELED_TEST_DIRS if (root / d).is_dir() and not is_class_tree(root / d)), None)
     sample = root / "sample_submission.csv"
-    if sample.exists():
-        fmt, test_ids = read_sample_submission(sample, classes)
-        test_images = test_paths_for_ids(test_ids, test_dir, sample)
+    notes: list[str] = []
+    if flat is not None and (sample.is_file() or not labeled):  # the plain Kaggle case: test/<image>
+        if sample.is_file():
+            fmt, test_ids = read_sample_submission(sample, classes)
+            test_images = test_paths_for_ids(test_ids, flat, sample)
+        else:
+            files = list_images(flat)
+            fmt, test_ids, test_images = SubmissionFormat(), [p.stem for p in files], files
+        chosen = TestSplit(f"{flat.relative_to(root).as_posix()}/", tuple(test_ids), tuple(test_images))
+        notes = [unused_note(s, chosen, sample.is_file()) for s in labeled]
+        solution_labels: tuple[str, ...] = ()
+    elif labeled:
+        flat_files = list_images(flat) if flat is not None else []
+        if flat_files:  # an unlabeled folder beside it is left out, with a note saying so
+            what = f"{flat.relative_to(root).as_posix()}/"
+            labeled.append(TestSplit(what, tuple(p.stem for p in flat_files), tuple(flat_files)))
+        fmt, chosen, notes = choose_test_split(root, classes, labeled)
+        test_ids, test_images, solution_labels = chosen.ids, chosen.images, chosen.labels
+        unknown = sorted(set(solution_labels) - set(classes))
+        if unknown:
+            notes.append(f"{chosen.what}: class folder(s) {unknown[:5]} have no training images; never predicted.")
     else:
-        files = list_images(test_dir)
-        fmt, test_ids, test_images = SubmissionFormat(), [p.stem for p in files], files
+        raise FoldwiseError(f"{root / 'test'}: missing; put the unlabeled test images there.")
+    if train.name != "train" or train.parent != root:
+        notes.insert(0, f"training images from {train.relative_to(root).as_posix()}/<class>/")
     solution = root / "solution.csv"
     return Competition(
         name=root.name, root=root, layout="folder", classes=classes,
         train_ids=tuple(ids), train_labels=tuple(labels), train_images=tuple(paths),
         test_ids=tuple(test_ids), test_images=tuple(test_images), submission=fmt,
-        solution_path=solution if solution.exists() else None,
+        solution_path=solution if solution.exists() else None, solution_labels=tuple(solution_labels),
+        layout_detail=variant(train, root), test_description=chosen.description(), notes=tuple(notes),
     )  # fmt: skip
+
+
+def variant(train: Path, root: Path) -> str:
+    """Which folder layout this is, for `foldwise describe`."""
+    if train.relative_to(root).parts[0] == "seg_train":
+        return "Intel Image Classification folders (seg_train / seg_test / seg_pred)"
+    if (root / "valid").is_dir() or any((f / "images").is_dir() for f in class_folders(train)[:1]):
+        return "class folders, Tiny ImageNet Kaggle variant (train/<class>, valid/<class>, test)"
+    return "class folders (train/<class>/, test/)"

@@ -1,0 +1,315 @@
+"""Duplicate images within train and between train and test (leakage), found without comparing all pairs.
+
+Exact duplicates share content bytes (file bytes; pixel bytes for array-backed images). Near-duplicates have 64-bit
+DCT perceptual hashes (pHash of a 32x32 grayscale thumbnail) at most `threshold` bits apart. Candidates come from
+multi-index hashing: the 64 bits are cut into threshold+1 bands, and two hashes within the threshold agree exactly on
+at least one band (pigeonhole), so only images sharing a band value are ever compared. Training images linked by
+either kind form groups (connected components, so chains merge); each test image is paired with its nearest
+training image.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+from scipy.fft import dctn
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from foldwise.cache import cache_key, decode_images, resize_array_images
+from foldwise.competition import ArrayImages, Competition, ImageSource
+from foldwise.datasummary import digests
+from foldwise.errors import FoldwiseError
+from foldwise.fileio import atomic_path
+
+# Evidence (1,000 CIFAR-10 JPEGs at 32 px, each against an altered copy): re-saved at JPEG quality 50 -> 99.4% within
+# 4 bits, quality 30 -> 98.2%, brightness +8 or 0.8x contrast or 2x upscale -> 100%; a 1-px crop -> 29%, a mirror -> 0%.
+# Among 5,000 distinct CIFAR-10 images only 3 pairs were within 4 bits, and all three were re-used photos.
+DEFAULT_THRESHOLD = 4  # bits of 64; a hash (almost always) has 32 ones, so distances are even
+MAX_THRESHOLD = 8  # 9 bands of ~7 bits; larger thresholds make buckets so big that it nears all-pairs
+HASH_SIZE = 32  # px: side of the thumbnail the hash is computed on (the DCT's 8x8 lowest frequencies are kept)
+FLAT_DETAIL = 2.0  # grey levels: thumbnails with less low-frequency detail (RMS) are blank; matched by bytes only
+HASH_VERSION = "phash-v1"  # in the fingerprint cache's file name: change it when the hash changes
+BLOCK = 32768  # images decoded at a time (32 px RGB: ~100 MB)
+LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601 weights, as PIL's "L" mode
+_POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class LeakageReport:
+    """Duplicate groups within train and test images that look like training images; rows index the ImageSources."""
+
+    threshold: int  # near-duplicate: pHash Hamming distance <= threshold bits
+    n_train: int
+    n_test: int
+    train_groups: list[list[int]]  # train rows, >= 2 per group, sorted; groups ordered by their first row
+    group_exact: list[bool]  # per group: all members byte-identical
+    train_test_pairs: list[tuple[int, int]]  # (train row, test row): a look-alike test image, its nearest train image
+    pair_distance: list[int]  # per pair: Hamming distance between the hashes (bits)
+    pair_exact: list[bool]  # per pair: byte-identical
+    exact_train_images: int  # training images with a byte-identical copy elsewhere in train
+    flat_images: int  # near-blank images (train + test) whose pHash is noise: matched by exact bytes only
+
+    @property
+    def train_images_in_groups(self) -> int:
+        """Training images that have at least one duplicate or near-duplicate in train."""
+        return sum(len(g) for g in self.train_groups)
+
+    @property
+    def largest_group(self) -> int:
+        """Members of the biggest group (0 without groups); a huge one unbalances group-aware folds."""
+        return max((len(g) for g in self.train_groups), default=0)
+
+    def counts(self) -> dict:
+        """The numbers, for the folds sidecar and the report."""
+        return {
+            "hash": f"pHash 64-bit (DCT of {HASH_SIZE}x{HASH_SIZE} grayscale) + SHA-1 of content bytes",
+            "near_duplicate_threshold": self.threshold,
+            "train_duplicate_groups": len(self.train_groups),
+            "train_images_in_groups": self.train_images_in_groups,
+            "train_byte_identical_images": self.exact_train_images,
+            "largest_group": self.largest_group,
+            "test_images_like_train": len(self.train_test_pairs),
+            "test_byte_identical_to_train": sum(self.pair_exact),
+            "flat_images_bytes_only": self.flat_images,
+        }
+
+    def summary(self) -> str:
+        """One line: what was found."""
+        return (
+            f"duplicates (pHash distance <= {self.threshold} bits, or identical bytes): "
+            f"{len(self.train_groups)} group(s) of training images ({self.train_images_in_groups} images, "
+            f"{self.exact_train_images} byte-identical, largest group {self.largest_group}); "
+            f"{len(self.train_test_pairs)} of {self.n_test} test images look like a training image "
+            f"({sum(self.pair_exact)} byte-identical)"
+        )
+
+    def examples(self, comp: Competition, n: int = 3) -> list[str]:
+        """Up to `n` groups (conflicting labels and big groups first) and `n` test pairs, as readable lines."""
+        names = comp.classes
+        labels = np.asarray(comp.train_labels)
+        order = sorted(
+            range(len(self.train_groups)),
+            key=lambda g: (len(set(labels[self.train_groups[g]])) == 1, -len(self.train_groups[g]), g),
+        )
+        lines = []
+        for g in order[:n]:
+            rows = self.train_groups[g]
+            shown = [comp.train_ids[r] for r in rows[:5]] + ([f"... ({len(rows)} in all)"] if len(rows) > 5 else [])
+            kinds = sorted({names[labels[r]] for r in rows})
+            label_text = f"conflicting labels {', '.join(kinds[:5])}" if len(kinds) > 1 else f"label {kinds[0]}"
+            kind = "byte-identical" if self.group_exact[g] else "near-duplicates"
+            lines.append(f"train group of {len(rows)} ({kind}; {label_text}): {', '.join(shown)}")
+        pairs = zip(self.train_test_pairs, self.pair_distance, self.pair_exact)
+        for (train, test), dist, exact in islice(pairs, n):
+            how = "byte-identical" if exact else f"pHash distance {dist}"
+            lines.append(
+                f"test {comp.test_ids[test]} looks like train {comp.train_ids[train]} "
+                f"(label {names[labels[train]]}; {how})"
+            )
+        return lines
+
+
+def popcount64(x: np.ndarray) -> np.ndarray:
+    """Set bits per uint64 element."""
+    x = np.ascontiguousarray(x, dtype=np.uint64)
+    if hasattr(np, "bitwise_count"):  # numpy >= 2.0
+        return np.bitwise_count(x)
+    return _POPCOUNT8[x.view(np.uint8).reshape(*x.shape, 8)].sum(axis=-1, dtype=np.int64)
+
+
+def perceptual_hashes(images: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """pHash (uint64) and low-frequency detail (RMS grey levels) of uint8 (N, 32, 32, 3) thumbnails.
+
+    Grayscale, 2-D DCT-II, the 8x8 lowest frequencies; a bit is set where a coefficient exceeds the median of the 63
+    non-DC ones (the DC term is the mean brightness, so it would shift the median). Bit 63 (the MSB) is the DC term.
+    """
+    hashes, detail = np.zeros(len(images), dtype=np.uint64), np.zeros(len(images))
+    for start in range(0, len(images), chunk):
+        gray = images[start : start + chunk].astype(np.float64) @ LUMA
+        low = dctn(gray, axes=(1, 2), norm="ortho")[:, :8, :8].reshape(len(gray), 64)
+        low = np.round(low, 3)  # float noise on blank images must not decide bits
+        ac = low[:, 1:]
+        bits = low > np.median(ac, axis=1, keepdims=True)
+        hashes[start : start + chunk] = np.packbits(bits, axis=1).view(">u8").ravel()
+        # the orthonormal DCT keeps energy, so this is the RMS contrast of the low-passed thumbnail
+        detail[start : start + chunk] = np.sqrt((ac**2).sum(axis=1) / HASH_SIZE**2)
+    return hashes, detail
+
+
+def thumbnail_hashes(source: ImageSource, split: str, workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """perceptual_hashes of every image of `source`, decoded (same RGB + resize policy as the cache) block by block."""
+    size = HASH_SIZE
+    if isinstance(source, ArrayImages):  # container arrays are loaded whole anyway
+        thumbs = np.zeros((len(source), size, size, 3), dtype=np.uint8)
+        resize_array_images(source, size, thumbs, desc=f"fingerprint {split}")
+        return perceptual_hashes(thumbs)
+    workers = workers or min(os.cpu_count() or 1, 8)
+    hashes, detail = np.zeros(len(source), dtype=np.uint64), np.zeros(len(source))
+    for start in range(0, len(source), BLOCK):  # decode a block, hash it, drop its pixels
+        paths = source[start : start + BLOCK]
+        thumbs = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
+        decode_images(
+            paths, size, thumbs, desc=f"fingerprint {split} {start + len(paths)}/{len(source)}", workers=workers
+        )
+        hashes[start : start + len(paths)], detail[start : start + len(paths)] = perceptual_hashes(thumbs)
+    return hashes, detail
+
+
+def fingerprints(source: ImageSource, cache_dir: Path, split: str, workers: int | None = None):
+    """(pHashes, detail, content digests) of every image; cached in `cache_dir` under the decode cache's key."""
+    path = Path(cache_dir) / f"{HASH_VERSION}-{split}-{cache_key(source, HASH_SIZE)}.npz"
+    if path.exists():
+        with np.load(path) as f:
+            return f["hashes"], f["detail"], [str(d) for d in f["digests"]]
+    hashes, detail = thumbnail_hashes(source, split, workers)
+    content = digests(source)
+    with atomic_path(path) as tmp:
+        np.savez(tmp, hashes=hashes, detail=detail, digests=np.array(content, dtype="U40"))
+    return hashes, detail, content
+
+
+def bands(threshold: int) -> list[tuple[int, int]]:
+    """(shift, width) of threshold+1 bit bands that tile the 64 bits as evenly as possible."""
+    count = threshold + 1
+    widths = [64 // count + (i < 64 % count) for i in range(count)]
+    return [(sum(widths[:i]), w) for i, w in enumerate(widths)]
+
+
+def hamming_pairs(hashes: np.ndarray, threshold: int, budget: int = 1 << 22):
+    """Every pair i < j of `hashes` at most `threshold` bits apart, as arrays (i, j, distance).
+
+    Only hashes sharing one band's value are compared (multi-index hashing), `budget` comparisons at a time; with
+    distinct hashes of real images the buckets stay small, so the work grows about linearly, not as N^2.
+    """
+    hashes = np.asarray(hashes, dtype=np.uint64)
+    n = len(hashes)
+    found = [(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))]
+    for shift, width in bands(threshold):
+        key = (hashes >> np.uint64(shift)) & np.uint64((1 << width) - 1)
+        order = np.argsort(key, kind="stable")  # stable: rows ascend inside a bucket, so i < j below
+        sorted_key = key[order]
+        starts = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]])
+        sizes = np.diff(np.r_[starts, n])
+        for m in np.unique(sizes[sizes > 1]):
+            members = order[starts[sizes == m][:, None] + np.arange(m)]  # every bucket of size m, one per row
+            found.extend(_pairs_in_buckets(hashes, members, threshold, budget))
+    i, j, d = (np.concatenate(part).astype(np.int64) for part in zip(*found))
+    _, first = np.unique(i * n + j, return_index=True)  # a pair sharing several bands was found several times
+    return i[first], j[first], d[first]
+
+
+def _pairs_in_buckets(hashes: np.ndarray, members: np.ndarray, threshold: int, budget: int):
+    """Yield (i, j, distance) of close pairs inside buckets of equal size (`members`: one bucket per row)."""
+    count, m = members.shape
+    upper_i, upper_j = np.triu_indices(m, 1)
+    if len(upper_i) <= budget:  # many small buckets at once
+        per = max(1, budget // len(upper_i))
+        for b in range(0, count, per):
+            a, c = members[b : b + per, upper_i].ravel(), members[b : b + per, upper_j].ravel()
+            d = popcount64(hashes[a] ^ hashes[c])
+            keep = d <= threshold
+            yield a[keep], c[keep], d[keep]
+        return
+    rows = max(1, budget // m)
+    for bucket in members:  # one huge bucket, a block of rows against the whole bucket at a time
+        h = hashes[bucket]
+        for r0 in range(0, m, rows):
+            d = popcount64(h[r0 : r0 + rows, None] ^ h[None, :])
+            r, c = np.nonzero(d <= threshold)
+            keep = r + r0 < c
+            yield bucket[r[keep] + r0], bucket[c[keep]], d[r[keep], c[keep]]
+
+
+def link_duplicates(hashes, detail, content: list[str], n_train: int, threshold: int) -> LeakageReport:
+    """The report from per-image fingerprints: rows 0..n_train-1 are training images, the rest test images."""
+    hashes = np.asarray(hashes, dtype=np.uint64)
+    n = len(hashes)
+    first_train: dict[str, int] = {}
+    for row in range(n_train):
+        first_train.setdefault(content[row], row)
+    exact = np.array([first_train.get(c, -1) for c in content], dtype=np.int64)  # first train row, same bytes
+    usable = np.flatnonzero(np.asarray(detail) >= FLAT_DETAIL)  # blank images: their hash is noise
+    (near_a, near_b), near = _near_links(hashes, usable, n_train, threshold)
+    groups = _components(
+        np.concatenate([exact[:n_train], near_a]), np.concatenate([np.arange(n_train), near_b]), n_train
+    )
+
+    match = np.where(exact >= 0, exact, near)[n_train:]  # byte-identical beats near
+    tests = np.flatnonzero(match >= 0)
+    pairs = [(int(match[t]), int(t)) for t in tests]
+    counts = np.unique(content[:n_train], return_counts=True)[1] if n_train else np.zeros(0)
+    return LeakageReport(
+        threshold=threshold,
+        n_train=n_train,
+        n_test=n - n_train,
+        train_groups=groups,
+        group_exact=[len({content[r] for r in g}) == 1 for g in groups],
+        train_test_pairs=pairs,
+        pair_distance=popcount64(hashes[match[tests]] ^ hashes[tests + n_train]).tolist(),
+        pair_exact=[content[a] == content[t + n_train] for a, t in pairs],
+        exact_train_images=int(counts[counts > 1].sum()),
+        flat_images=int(n - len(usable)),
+    )
+
+
+def _near_links(hashes: np.ndarray, rows: np.ndarray, n_train: int, threshold: int):
+    """Near-duplicate edges between training rows, and the nearest training row of every row (-1: none).
+
+    Only `rows` take part. Identical hashes are collapsed first, so a thousand copies cost one bucket entry.
+    """
+    uniq, inv = np.unique(hashes[rows], return_inverse=True)
+    is_train = rows < n_train
+    rep = np.full(len(uniq), n_train, dtype=np.int64)  # first train row per distinct hash; n_train = none
+    np.minimum.at(rep, inv[is_train], rows[is_train])
+    u, v, d = hamming_pairs(uniq, threshold)
+    both = (rep[u] < n_train) & (rep[v] < n_train)
+    edges = (np.r_[rep[inv[is_train]], rep[u][both]], np.r_[rows[is_train], rep[v][both]])  # same hash, close hash
+
+    # each distinct hash's nearest train row: its own (distance 0) or a neighbour's; ties go to the lower row
+    cand_u = np.concatenate([np.arange(len(uniq)), u, v])
+    cand_row = np.concatenate([rep, rep[v], rep[u]])
+    cand_d = np.concatenate([np.zeros(len(uniq), np.int64), d, d])
+    ok = cand_row < n_train
+    cand_u, cand_row, cand_d = cand_u[ok], cand_row[ok], cand_d[ok]
+    order = np.lexsort((cand_row, cand_d, cand_u))
+    firsts = order[np.r_[True, cand_u[order][1:] != cand_u[order][:-1]]] if len(order) else order
+    nearest = np.full(len(uniq), -1, dtype=np.int64)
+    nearest[cand_u[firsts]] = cand_row[firsts]
+    near = np.full(len(hashes), -1, dtype=np.int64)
+    near[rows] = nearest[inv]
+    return edges, near
+
+
+def _components(a: np.ndarray, b: np.ndarray, n: int) -> list[list[int]]:
+    """Connected components with >= 2 members of the graph on n nodes with edges a-b, ordered by first member."""
+    graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
+    order = np.argsort(label, kind="stable")  # rows ascend within a component
+    cuts = np.flatnonzero(np.diff(label[order])) + 1
+    groups = [g.tolist() for g in np.split(order, cuts) if len(g) > 1]
+    return sorted(groups, key=lambda g: g[0])
+
+
+def find_duplicates(
+    comp: Competition, cache_dir: Path, threshold: int = DEFAULT_THRESHOLD, workers: int | None = None
+) -> LeakageReport:
+    """Exact and near-duplicate images within train and between train and test (decodes 32 px thumbnails once)."""
+    if not 0 <= threshold <= MAX_THRESHOLD:
+        raise FoldwiseError(f"duplicate threshold {threshold}: choose 0..{MAX_THRESHOLD} bits (default 4).")
+    train = fingerprints(comp.train_images, cache_dir, "train", workers)
+    test = fingerprints(comp.test_images, cache_dir, "test", workers)
+    hashes, detail = np.concatenate([train[0], test[0]]), np.concatenate([train[1], test[1]])
+    return link_duplicates(hashes, detail, train[2] + test[2], len(comp.train_ids), threshold)
+
+
+def group_ids(report: LeakageReport, n_train: int) -> np.ndarray:
+    """Group label per training row (0, 1, ... in order of first row); a row without duplicates is its own group."""
+    first = np.arange(n_train)
+    for group in report.train_groups:
+        first[group] = group[0]
+    return np.unique(first, return_inverse=True)[1].astype(np.int64)
