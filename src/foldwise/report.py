@@ -97,24 +97,36 @@ def rows_acc(rows: list[dict], candidate: str) -> float:
     return next(r["accuracy"] for r in rows if r["candidate"] == candidate)
 
 
-def data_section(comp: Competition) -> Section:
-    """Classes, counts, image sizes and modes (sampled), and exact duplicate files."""
+def duplicates_text(ws: Workspace, comp: Competition) -> str:
+    """What `foldwise folds` found (exact + perceptual-hash near duplicates), from the folds sidecar."""
+    sidecar = ws.folds_csv(comp.name).with_suffix(".json")
+    found = json.loads(sidecar.read_text()).get("duplicates", {}) if sidecar.exists() else {}
+    if not found.get("train_duplicate_groups") and "test_images_like_train" not in found:
+        exact = datasummary.exact_duplicates(comp.train_images, comp.test_images)
+        return (f"Duplicates (exact content only; run `foldwise folds` without --no-dedup for near-duplicates): "
+                f"{exact['train_groups']} groups within train, {exact['train_test']} test images identical to a "
+                "training image.")  # fmt: skip
+    return (
+        f"Duplicates (`foldwise folds`, {found['hash']}, threshold {found['near_duplicate_threshold']} bits): "
+        f"{found['train_duplicate_groups']} groups within train ({found['train_images_in_groups']} images, "
+        f"{found['train_byte_identical_images']} byte-identical; each group kept inside one fold), "
+        f"{found['test_images_like_train']} test images like a training image "
+        f"({found['test_byte_identical_to_train']} byte-identical)."
+    )
+
+
+def data_section(ws: Workspace, comp: Competition) -> Section:
+    """Classes, counts, image sizes and modes (sampled), and duplicates."""
     counts = np.bincount(np.asarray(comp.train_labels), minlength=len(comp.classes))
     sizes = datasummary.image_stats(comp.train_images)
-    dups = datasummary.exact_duplicates(comp.train_images, comp.test_images)
     text = [
         f"`{comp.root}` ({comp.layout} layout): {len(comp.train_ids)} labeled images in {len(comp.classes)} classes "
         f"({counts.min()}-{counts.max()} per class), {len(comp.test_ids)} unlabeled test images.",
         f"Training image sizes (sample of {sizes['sampled']}): {sizes['sizes']}; modes: {sizes['modes']}.",
-        f"Exact duplicate files (content hash): {dups['train_groups']} groups within train, "
-        f"{dups['train_test']} test images identical to a training image.",
-        "Submission format: "
-        + (
-            "one probability column per class (calibrated probabilities are written)."
-            if comp.submission.wants_probabilities
-            else "one label per test image."
-        ),
-    ]
+        duplicates_text(ws, comp),
+        "Submission format: " + ("one probability column per class (calibrated probabilities are written)."
+                                 if comp.submission.wants_probabilities else "one label per test image."),
+    ]  # fmt: skip
     header = ["class", "train images"]
     return Section("Data", text, (header, [[c, int(n)] for c, n in zip(comp.classes, counts)]), ["class_counts.png"])
 
@@ -234,7 +246,7 @@ def build_sections(ws: Workspace, comp: Competition) -> list[Section]:
     ]
     return [
         Section("Decision", summary),
-        data_section(comp),
+        data_section(ws, comp),
         Section("Candidates", method_text, candidate_table(rows), ["candidates.png", "models_vs_accuracy.png"]),
         Section("Learning curves", ["Per fold, per epoch (history.csv)."], None, ["learning_curves.png"]),
         Section(
