@@ -128,3 +128,15 @@ def test_cmyk_becomes_rgb(tmp_path):
     out = decoded(im, tmp_path / "c.tif").reshape(4, 3).astype(int)
     assert out[:3].tolist() == [[255, 255, 255], [0, 255, 255], [0, 0, 0]]
     np.testing.assert_allclose(out[3], [127, 127, 127], atol=1)
+
+
+def test_cache_is_wrapped_by_torch_without_a_copy(tmp_path):
+    """The memory-mapped cache becomes a tensor sharing its memory: a large dataset is never held twice in RAM."""
+    import torch
+
+    for i in range(2):
+        Image.fromarray(np.full((4, 4, 3), i, dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    images = cached_images([tmp_path / "0.png", tmp_path / "1.png"], 4, tmp_path / "cache", "train", workers=1)
+    assert isinstance(images, np.memmap)
+    tensor = torch.from_numpy(images)
+    assert tensor.data_ptr() == images.ctypes.data and int(tensor[1, 0, 0, 0]) == 1

@@ -136,4 +136,6 @@ def cached_images(source: ImageSource, size: int, cache_dir: Path, split: str, w
                 decode_images(source, size, out, desc=desc, workers=workers)
             out.flush()
             del out
-    return np.load(path, mmap_mode="r")
+    # Copy-on-write map: torch can wrap it without a copy (a read-only map would need one), and the file is never
+    # modified, so a 100k x 64x64x3 cache is never held twice in RAM.
+    return np.load(path, mmap_mode="c")

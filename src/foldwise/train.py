@@ -54,8 +54,9 @@ def init_data_dependent(model, images: np.ndarray, rows: list[int], mean, std, c
 
 
 def resident(images: np.ndarray, pipeline: str, device: torch.device):
-    """The tensor path loads the uint8 images onto the device; the streaming path keeps the memory map."""
-    return torch.from_numpy(np.array(images)).to(device) if pipeline == "tensor" else images
+    """The tensor path wraps the memory-mapped uint8 cache as a tensor (no copy in RAM; pages load on first use)
+    and moves it to the GPU when there is one; the streaming path keeps the memory map for its workers."""
+    return torch.from_numpy(images).to(device) if pipeline == "tensor" else images
 
 
 def seed_everything(seed: int) -> torch.Generator:
