@@ -255,7 +255,7 @@ def _same_kind(source_key: str, source: torch.Tensor, target_key: str, target: t
     return (
         source.shape == target.shape
         and source.is_floating_point() == target.is_floating_point()
-        and True
+        and source_key.rsplit(".", 1)[-1] == target_key.rsplit(".", 1)[-1]
     )
 
 
@@ -275,7 +275,7 @@ def load_weights_file(model: nn.Module, spec: str, model_name: str) -> str:
     for param in model.get_classifier().parameters():  # zero head, as BiT (Kolesnikov et al. 2020) fine-tunes:
         nn.init.zeros_(param)  # timm's random head starts at loss ~6.7 on 10 classes, a zero one at ln(10)
     if pkg is not None:
-        pass
+        model.pretrained_cfg = dict(getattr(model, "pretrained_cfg", None) or {}, mean=pkg.mean, std=pkg.std)
         model.default_cfg = model.pretrained_cfg  # timm's older alias
         if model_name != pkg.architecture:
             log.warning(
