@@ -4,16 +4,18 @@
 
 Unpacks ../shared/data/cifar10-mini.tar.gz (4,000 labeled images in train/<class>/, 1,000 unlabeled in test/,
 solution.csv), trains each recipe (default: configs/effnet-lite0-finetune.yaml, configs/effnet-lite0-scratch.yaml)
-on all 4,000 labeled images until it has used --minutes of this process's CPU time (all threads; other jobs on the
-machine then cost neither model), and prints the accuracy of each on the 1,000 test images against solution.csv.
-The learning rate follows the recipe's warmup + cosine over the budget's elapsed fraction instead of over epochs,
-so every run ends annealed however many steps it got; the loop uses the recipe's crop/flip and label smoothing
-(not mixup or random erasing). foldwise's own pieces do the rest: load_competition, cached_images, create_model (the
-recipes' pretrained_file), Batcher augmentation, timm's optimizer via foldwise.optim, Trainer.predict.
+on all 4,000 labeled images until it has used --minutes of this process's CPU time (all threads), and prints the
+accuracy of each on the 1,000 test images against solution.csv.
 
-Other jobs on a 2-core machine slow torch's spinning OpenMP threads down far more than their share (measured: 10 vs
-~80 img/s), so the load average is printed with each result; `--steps N` gives both recipes the same number of
-optimizer steps instead (the same work: same network, same image size) when the machine is shared.
+- The recipes take turns, one optimizer step each, so other jobs on the machine slow them down alike. (Run one after
+  the other on the shared 2-core machine, the pretrained one got 128 steps and the scratch one 61 from the same 5
+  CPU minutes: torch's spinning OpenMP threads burn CPU time while the other thread waits to be scheduled.)
+  `--steps N` gives every recipe N steps instead (the same work: same network, same image size).
+- The learning rate follows the recipe's warmup + cosine over the budget's used fraction instead of over epochs, so
+  each run ends annealed however many steps it got. The loop applies the recipe's crop/flip and label smoothing
+  (not mixup or random erasing).
+- foldwise's public pieces do the rest: load_competition, cached_images, create_model (the recipe's
+  pretrained_file), normalization, Batcher augmentation, timm's optimizer via foldwise.optim, Trainer.predict.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from foldwise.cache import cached_images
-from foldwise.competition import load_competition
+from foldwise.competition import Competition, load_competition
 from foldwise.config import Recipe, load_recipe
 from foldwise.engine import Batcher, Trainer
 from foldwise.models import create_model, normalization
@@ -59,42 +61,67 @@ def budget_lr(frac: float, peak: float, warmup: float, start_ratio: float) -> fl
     return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, (frac - warmup) / (1 - warmup))))
 
 
-def train_for(
-    recipe: Recipe, images: np.ndarray, labels: torch.Tensor, cpu_seconds: float, steps_budget: int, classes: int
-):
-    """Train on every labeled image for `steps_budget` steps if set, else `cpu_seconds` of process time."""
-    torch.manual_seed(recipe.run.seed)
-    generator = torch.Generator().manual_seed(recipe.run.seed)
-    device = torch.device("cpu")
-    model = create_model(recipe.model, classes)
-    if recipe.run.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in normalization(model))
-    batcher = Batcher(torch.from_numpy(np.array(images)), mean, std, device, recipe.run.channels_last)
-    bs, data, optim = recipe.data.batch_size, recipe.data, recipe.optim
-    optimizer, scheduler = create_optimizer_and_scheduler(model, optim, len(images) // bs)
-    trainer = Trainer(model, optimizer, scheduler, batcher, labels, recipe, classes, bf16=False)
-    warmup = min(0.5, optim.warmup_epochs / max(optim.epochs, 1))  # the recipe's warmup share of its schedule
-    model.train()
-    steps, cpu0, wall0, losses = 0, time.process_time(), time.perf_counter(), []
-    while (frac := steps / steps_budget if steps_budget else (time.process_time() - cpu0) / cpu_seconds) < 1:
-        if steps % (len(images) // bs) == 0:
-            order = torch.randperm(len(images), generator=generator)
-        index = order[(steps % (len(images) // bs)) * bs :][:bs]
-        for group in optimizer.param_groups:
-            group["lr"] = budget_lr(frac, optim.lr, warmup, optim.warmup_ratio)
-        x = batcher.model_input(index, data.crop_padding, data.hflip, generator=generator)
-        loss = F.cross_entropy(model(x), labels[index], label_smoothing=optim.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
+class BudgetRun:
+    """One recipe trained step by step on every labeled image until its budget (CPU seconds or steps) is used."""
+
+    def __init__(self, recipe: Recipe, comp: Competition, workdir: Path, cpu_seconds: float, steps: int) -> None:
+        torch.manual_seed(recipe.run.seed)
+        self.recipe, self.cpu_budget, self.steps_budget = recipe, cpu_seconds, steps
+        size = recipe.data.image_size
+        self.train_images = cached_images(comp.train_images, size, workdir / "cache", "train")
+        self.test_images = cached_images(comp.test_images, size, workdir / "cache", "test")
+        self.labels = torch.tensor(comp.train_labels, dtype=torch.long)
+        self.model = create_model(recipe.model, len(comp.classes))
+        if recipe.run.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in normalization(self.model))
+        images = torch.from_numpy(np.array(self.train_images))
+        batcher = Batcher(images, mean, std, torch.device("cpu"), recipe.run.channels_last)
+        self.per_epoch = len(images) // recipe.data.batch_size
+        self.optimizer, scheduler = create_optimizer_and_scheduler(self.model, recipe.optim, self.per_epoch)
+        self.trainer = Trainer(self.model, self.optimizer, scheduler, batcher, self.labels, recipe, len(comp.classes),
+                               bf16=False)  # fmt: skip
+        self.warmup = min(0.5, recipe.optim.warmup_epochs / max(recipe.optim.epochs, 1))  # the recipe's warmup share
+        self.generator = torch.Generator().manual_seed(recipe.run.seed)
+        self.steps, self.cpu, self.wall, self.losses, self.order = 0, 0.0, 0.0, [], None
+
+    @property
+    def used(self) -> float:
+        """Fraction of the budget spent."""
+        return self.steps / self.steps_budget if self.steps_budget else self.cpu / self.cpu_budget
+
+    def step(self) -> None:
+        """One optimizer step; its process CPU time and wall time are charged to this run."""
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        data, optim, bs = self.recipe.data, self.recipe.optim, self.recipe.data.batch_size
+        if self.steps % self.per_epoch == 0:
+            self.order = torch.randperm(len(self.labels), generator=self.generator)
+        index = self.order[(self.steps % self.per_epoch) * bs :][:bs]
+        for group in self.optimizer.param_groups:
+            group["lr"] = budget_lr(self.used, optim.lr, self.warmup, optim.warmup_ratio)
+        self.model.train()
+        x = self.trainer.batcher.model_input(index, data.crop_padding, data.hflip, generator=self.generator)
+        loss = F.cross_entropy(self.model(x), self.labels[index], label_smoothing=optim.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
-        steps += 1
-        losses.append(float(loss.detach()))
-    wall = time.perf_counter() - wall0
-    stats = {"steps": steps, "epochs": steps * bs / len(images), "img_per_wall_s": steps * bs / wall,
-             "wall_min": wall / 60, "cpu_min": (time.process_time() - cpu0) / 60,
-             "final_loss": float(np.mean(losses[-20:]))}  # fmt: skip
-    return trainer, stats
+        self.optimizer.step()
+        self.steps += 1
+        self.losses.append(float(loss.detach()))
+        self.cpu += time.process_time() - cpu0
+        self.wall += time.perf_counter() - wall0
+
+    def test_accuracy(self, truth: np.ndarray) -> float:
+        """Accuracy of the trained model's test logits (Trainer.predict, the recipe's TTA) against the key."""
+        self.trainer.batcher.images = torch.from_numpy(np.array(self.test_images))
+        logits = self.trainer.predict(torch.arange(len(self.test_images)), desc="test")
+        return float((logits.argmax(1) == truth).mean())
+
+    def summary(self) -> str:
+        """Steps, epochs, throughput and time spent."""
+        bs = self.recipe.data.batch_size
+        return (f"{self.steps} steps = {self.steps * bs / len(self.labels):.1f} epochs, "
+                f"{self.steps * bs / self.wall:.0f} img/s, {self.cpu / 60:.1f} CPU / {self.wall / 60:.1f} wall min, "
+                f"final train loss {np.mean(self.losses[-20:]):.3f}")  # fmt: skip
 
 
 def main() -> None:
@@ -113,25 +140,22 @@ def main() -> None:
         comp = load_competition(unpack(workdir))
         solution = pd.read_csv(comp.solution_path).set_index("id")["label"]
         truth = np.array([comp.classes.index(solution[i]) for i in comp.test_ids])
-        labels = torch.tensor(comp.train_labels, dtype=torch.long)
+        budget = f"{args.steps} steps" if args.steps else f"{args.minutes:g} CPU min"
         print(f"cifar10-mini: {len(comp.train_ids)} train / {len(comp.test_ids)} test images, {len(comp.classes)} "
-              f"classes; {f'{args.steps} steps' if args.steps else f'{args.minutes:g} CPU min'} per recipe, "
-              f"torch {torch.__version__}, "
-              f"{torch.get_num_threads()} threads")  # fmt: skip
-        for path in args.recipes:
-            overrides = [f"data.image_size={args.size}"] if args.size else []
-            recipe = load_recipe(path, overrides)
-            size = recipe.data.image_size
-            train = cached_images(comp.train_images, size, workdir / "cache", "train")
-            test = cached_images(comp.test_images, size, workdir / "cache", "test")
-            trainer, stats = train_for(recipe, train, labels, args.minutes * 60, args.steps, len(comp.classes))
-            trainer.batcher.images = torch.from_numpy(np.array(test))
-            logits = trainer.predict(torch.arange(len(test)), desc="test")
-            acc = float((logits.argmax(1) == truth).mean())
-            print(f"{recipe.name:>22} {size}px: test accuracy {acc:.3f}  ({stats['steps']} steps = "
-                  f"{stats['epochs']:.1f} epochs, {stats['img_per_wall_s']:.0f} img/s, {stats['cpu_min']:.1f} CPU / "
-                  f"{stats['wall_min']:.1f} wall min, final train loss {stats['final_loss']:.3f}, load average "
-                  f"{os.getloadavg()[1]:.1f})", flush=True)  # fmt: skip
+              f"classes; {budget} per recipe, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+              f"load average {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+        overrides = [f"data.image_size={args.size}"] if args.size else []
+        runs = [BudgetRun(load_recipe(path, overrides), comp, workdir, args.minutes * 60, args.steps)
+                for path in args.recipes]  # fmt: skip
+        while any(run.used < 1 for run in runs):
+            for run in runs:
+                if run.used < 1:
+                    run.step()
+        for run in runs:
+            acc = run.test_accuracy(truth)
+            print(f"{run.recipe.name:>22} {run.recipe.data.image_size}px: test accuracy {acc:.3f}  "
+                  f"({run.summary()})", flush=True)  # fmt: skip
+        print(f"load average at the end {os.getloadavg()[0]:.1f} (1 min), {os.getloadavg()[1]:.1f} (5 min)")
 
 
 if __name__ == "__main__":
