@@ -33,6 +33,8 @@ def to_rgb(im: Image.Image) -> Image.Image:
       under a transparent pixel is arbitrary (often black), while viewers and Kaggle's previews show white.
     - Grayscale, bilevel, palette, CMYK and YCbCr use PIL's conversion.
     """
+    if im.mode == "RGB":
+        return im  # the common case; convert() would copy it
     if im.mode == "I" or im.mode.startswith("I;16"):
         im = Image.fromarray((np.clip(np.asarray(im), 0, 65535).astype(np.uint32) >> 8).astype(np.uint8))
     if "A" in im.getbands() or "a" in im.getbands() or (im.mode == "P" and "transparency" in im.info):
