@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from foldwise.cache import cached_images, decode_image
+from foldwise.cache import cached_images, decode_image, decode_images
 from foldwise.errors import FoldwiseError
 
 
@@ -50,8 +50,24 @@ def test_parallel_decode_equals_serial(tmp_path):
         Image.fromarray(rng.integers(0, 255, (6, 6, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
         paths.append(tmp_path / f"{i}.png")
     serial = cached_images(paths, 6, tmp_path / "c1", "x", workers=1)
-    parallel = cached_images(paths, 6, tmp_path / "c2", "x", workers=2)
+    parallel = cached_images(paths, 6, tmp_path / "c2", "x", workers=2)  # workers write into the cache file
     np.testing.assert_array_equal(serial, parallel)
+    in_ram = np.zeros_like(serial)
+    decode_images(paths, 6, in_ram, "x", workers=2)  # workers send pixels back
+    np.testing.assert_array_equal(serial, in_ram)
+
+
+def test_parallel_decode_reports_every_broken_file(tmp_path):
+    """Failures found by worker processes (in different chunks) come back together, by path; no cache is left."""
+    paths = []
+    for i in range(600):
+        Image.fromarray(np.full((4, 4, 3), i % 255, dtype=np.uint8)).save(tmp_path / f"{i}.png")
+        paths.append(tmp_path / f"{i}.png")
+    for i in (3, 450):
+        paths[i].write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(FoldwiseError, match=r"2 image\(s\)(.|\n)*3\.png(.|\n)*450\.png"):
+        cached_images(paths, 4, tmp_path / "cache", "train", workers=2)
+    assert not list((tmp_path / "cache").glob("*.npy"))
 
 
 def test_corrupt_image_names_the_file_and_leaves_no_cache(tmp_path):

@@ -8,6 +8,7 @@ center-cropped to a square. The same policy is applied to train and test, so the
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -76,6 +77,20 @@ def _decode_chunk(args: tuple[list[Path], int]) -> tuple[np.ndarray, list[str]]:
     return out, failed
 
 
+def _decode_chunk_into(args: tuple[str, int, tuple[int, ...], int, list[Path]]) -> tuple[int, list[str]]:
+    """Decode one chunk straight into the shared output file (no pickling of pixels back to the parent)."""
+    filename, offset, shape, start, paths = args
+    out = np.memmap(filename, dtype=np.uint8, mode="r+", offset=offset, shape=shape)
+    failed = []
+    for i, p in enumerate(paths):
+        try:
+            out[start + i] = decode_image(p, shape[1])
+        except FoldwiseError as e:
+            failed.append(str(e))
+    del out  # unmaps; the pages are the parent's file pages, flushed by it
+    return len(paths), failed
+
+
 def cache_key(source: ImageSource, size: int) -> str:
     """Content key: file names, byte sizes, mtimes and target size; any change gives a new cache file."""
     paths = source.files if isinstance(source, ArrayImages) else source
@@ -87,21 +102,36 @@ def cache_key(source: ImageSource, size: int) -> str:
 
 
 def decode_images(paths: Sequence[Path], size: int, out: np.ndarray, desc: str, workers: int) -> None:
-    """Fill `out` with decoded images, in parallel worker processes when there are enough of them."""
-    chunks = [(list(paths[i : i + CHUNK]), size) for i in range(0, len(paths), CHUNK)]
+    """Fill `out` with decoded images, in parallel worker processes when there are enough of them.
+
+    When `out` is a file-backed memory map (the cache), workers write their chunks straight into the file's
+    pages and send back only error messages; otherwise they return each chunk's pixels.
+    """
+    starts = range(0, len(paths), CHUNK)
     bar = progress(total=len(paths), desc=desc, unit="img")
-    if workers <= 1 or len(chunks) <= 1:
-        results = map(_decode_chunk, chunks)
-        pool = None
-    else:
-        pool = ProcessPoolExecutor(max_workers=workers)
-        results = pool.map(_decode_chunk, chunks)
     failed: list[str] = []
+    pool = None
     try:
-        for i, (batch, errors) in enumerate(results):
-            out[i * CHUNK : i * CHUNK + len(batch)] = batch
-            failed += errors
-            bar.update(len(batch))
+        if workers <= 1 or len(starts) <= 1:
+            for start in starts:
+                batch, errors = _decode_chunk((list(paths[start : start + CHUNK]), size))
+                out[start : start + len(batch)] = batch
+                failed += errors
+                bar.update(len(batch))
+        else:
+            pool = ProcessPoolExecutor(max_workers=workers)
+            shared_file = isinstance(out, np.memmap) and isinstance(out.base, mmap.mmap) and out.mode in ("r+", "w+")
+            if shared_file:
+                tasks = [(str(out.filename), out.offset, out.shape, s, list(paths[s : s + CHUNK])) for s in starts]
+                for n, errors in pool.map(_decode_chunk_into, tasks):
+                    failed += errors
+                    bar.update(n)
+            else:
+                tasks = [(list(paths[s : s + CHUNK]), size) for s in starts]
+                for start, (batch, errors) in zip(starts, pool.map(_decode_chunk, tasks)):
+                    out[start : start + len(batch)] = batch
+                    failed += errors
+                    bar.update(len(batch))
     finally:
         bar.close()
         if pool is not None:
