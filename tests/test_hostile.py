@@ -190,3 +190,19 @@ def test_non_image_files_are_skipped_with_a_warning(workspace, caplog):
     (comp / "train" / "notes.txt").write_text("hi")
     assert main(["--root", str(root), "folds", str(comp)]) == 0
     assert "skipping 2 non-image file(s): .DS_Store, notes.txt" in caplog.text
+
+
+def test_non_image_files_in_class_folders_are_skipped_with_a_warning(tmp_path, caplog):
+    """The folder layout (train/<class>/) gives the same warning, per folder; Tiny ImageNet's boxes file is not one."""
+    comp = tmp_path / "input" / "shapes"
+    for split, n in (("train", 6), ("test", 2)):
+        for cls in ("a", "b"):
+            folder = comp / split / cls / ("images" if cls == "b" and split == "train" else "")
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.fromarray(np.full((8, 8, 3), i * 20, dtype=np.uint8)).save(folder / f"{cls}{i}.png")
+    (comp / "train" / "a" / "Thumbs.db").write_bytes(b"\x00")
+    (comp / "train" / "b" / "b_boxes.txt").write_text("b0.png 0 0 8 8\n")  # Tiny ImageNet nesting: not warned
+    assert main(["--root", str(tmp_path), "describe", str(comp)]) == 0
+    assert "skipping 1 non-image file(s): Thumbs.db" in caplog.text
+    assert "b_boxes.txt" not in caplog.text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,8 @@ import numpy as np
 
 from foldwise.errors import FoldwiseError
 from foldwise.fileio import write_text_atomic
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -133,12 +136,28 @@ def sort_class_names(names) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-def list_images(directory: Path) -> list[Path]:
-    """Image files directly inside `directory`, sorted by name."""
+def scan_images(directory: Path) -> tuple[list[Path], list[Path]]:
+    """(image files, other files) directly inside `directory`, each sorted by name; sub-folders are neither."""
     try:
-        return sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        files = sorted(p for p in directory.iterdir() if p.is_file())
     except PermissionError as e:
         raise FoldwiseError(f"{directory}: cannot read this directory ({e.strerror}); fix its permissions.") from e
+    images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
+    return images, [p for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
+
+
+def warn_skipped(directory: Path, skipped: list[Path]) -> None:
+    """Non-image files (.DS_Store, notes, archives) among the images are skipped, with a warning naming them."""
+    if skipped:
+        log.warning("%s: skipping %d non-image file(s): %s", directory, len(skipped),
+                    ", ".join(p.name for p in skipped[:10]) + (" ..." if len(skipped) > 10 else ""))  # fmt: skip
+
+
+def list_images(directory: Path) -> list[Path]:
+    """Image files directly inside `directory`, sorted by name; other files are skipped with a warning."""
+    images, others = scan_images(directory)
+    warn_skipped(directory, others)
+    return images
 
 
 def load_competition(root: str | Path, layout: str | None = None) -> Competition:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 
-from foldwise.competition import IMAGE_EXTENSIONS, Competition, SubmissionFormat, sort_class_names
+from foldwise.competition import IMAGE_EXTENSIONS, Competition, SubmissionFormat, sort_class_names, warn_skipped
 from foldwise.errors import FoldwiseError
-
-log = logging.getLogger(__name__)
 
 ID_COLUMNS = ("id", "image_id", "image", "image_name", "filename", "file", "name")
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target")
@@ -97,13 +94,6 @@ def check_not_empty_files(paths: list[Path]) -> None:
         raise FoldwiseError(
             f"{len(empty)} image file(s) are empty (0 bytes): {shown}. Download them again or remove them."
         )
-
-
-def warn_skipped(directory: Path, skipped: list[Path]) -> None:
-    """Non-image files (.DS_Store, notes, archives) among the images are skipped, with a warning naming them."""
-    if skipped:
-        log.warning("%s: skipping %d non-image file(s): %s", directory, len(skipped),
-                    ", ".join(p.name for p in skipped[:10]))  # fmt: skip
 
 
 def read_sample_submission(path: Path, classes: tuple[str, ...]) -> tuple[SubmissionFormat, list[str]]:

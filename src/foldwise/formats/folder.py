@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from foldwise.competition import Competition, SubmissionFormat, list_images, sort_class_names
+from foldwise.competition import Competition, SubmissionFormat, list_images, scan_images, sort_class_names, warn_skipped
 from foldwise.errors import FoldwiseError
 from foldwise.formats.common import TestSplit, choose_test_split, numbered_ids, unused_note
 from foldwise.formats.csv_layout import read_sample_submission, test_paths_for_ids
@@ -42,9 +42,10 @@ def is_class_tree(directory: Path) -> bool:
 
 def images_of_class(folder: Path) -> list[Path]:
     """Images of one class folder: directly inside it, else in its images/ sub-folder (Tiny ImageNet nesting)."""
-    files = list_images(folder)
+    files, others = scan_images(folder)
     if not files and (folder / "images").is_dir():
-        files = list_images(folder / "images")
+        return list_images(folder / "images")  # <wnid>_boxes.txt beside images/ is part of that layout
+    warn_skipped(folder, others)
     return files
 
 
