@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 
 
 def reflect_index(idx: torch.Tensor, size: int) -> torch.Tensor:
@@ -37,3 +40,27 @@ def to_model_input(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, 
     """uint8 NHWC -> normalized float NCHW (channels_last memory when asked)."""
     x = images.permute(0, 3, 1, 2).float().div_(255).sub_(mean).div_(std)
     return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def random_resized_crop(
+    x: torch.Tensor, min_scale: float, generator: torch.Generator | None = None, ratio=(3 / 4, 4 / 3)
+) -> torch.Tensor:
+    """Inception-style random-resized-crop of a float NCHW batch, batched in one `grid_sample` (bilinear).
+
+    Per image: an area fraction in [min_scale, 1] and an aspect ratio log-uniform in `ratio`, a random position
+    inside the image, resampled back to the full size. The memory format of `x` is kept.
+    """
+    n, device = x.shape[0], x.device
+    u = torch.rand(4, n, device=device, generator=generator)
+    area = min_scale + (1 - min_scale) * u[0]
+    aspect = torch.exp(math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * u[1])
+    w = torch.sqrt(area * aspect).clamp(max=1.0)  # crop width and height as fractions of the image's
+    h = torch.sqrt(area / aspect).clamp(max=1.0)
+    theta = torch.zeros(n, 2, 3, device=device, dtype=x.dtype)
+    theta[:, 0, 0], theta[:, 1, 1] = w, h
+    theta[:, 0, 2] = (2 * u[2] - 1) * (1 - w)  # crop center in [-1, 1] coordinates, the crop inside the image
+    theta[:, 1, 2] = (2 * u[3] - 1) * (1 - h)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return out.contiguous(memory_format=torch.channels_last) if channels_last else out

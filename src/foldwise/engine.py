@@ -13,7 +13,7 @@ from timm.data.random_erasing import RandomErasing
 from timm.utils import ModelEmaV3
 
 from foldwise import stream
-from foldwise.augment import crop_flip, to_model_input
+from foldwise.augment import crop_flip, random_resized_crop, to_model_input
 from foldwise.config import Recipe
 from foldwise.distributed import Dist, gather_sharded, mean_across, shard
 from foldwise.progress import progress
@@ -38,12 +38,14 @@ class Batcher:
         """uint8 NHWC batch (any device) -> normalized model input on the device."""
         return to_model_input(batch.to(self.device, non_blocking=True), self.mean, self.std, self.channels_last)
 
-    def model_input(self, index: torch.Tensor, padding: int = 0, hflip: bool = False, generator=None):
-        """Normalized float batch for these rows, augmented when padding/hflip are set."""
+    def model_input(self, index: torch.Tensor, padding: int = 0, hflip: bool = False, generator=None,
+                    rrc: float = 0.0):  # fmt: skip
+        """Normalized float batch for these rows, augmented when padding/hflip/rrc (min crop area) are set."""
         batch = self.images[index.to(self.images.device)].to(self.device, non_blocking=True)
         if padding or hflip:
             batch = crop_flip(batch, padding, hflip, generator)
-        return to_model_input(batch, self.mean, self.std, self.channels_last)
+        x = to_model_input(batch, self.mean, self.std, self.channels_last)
+        return random_resized_crop(x, rrc, generator) if rrc else x
 
 
 def resolve_bf16(setting: bool | str, device: torch.device) -> bool:
@@ -160,7 +162,8 @@ class Trainer:
         for i in range(n_batches):
             index = order[i * bs : (i + 1) * bs]
             x = self.batcher.model_input(index, self.data.crop_padding, self.data.hflip,
-                                         generator=_device_generator(generator, device))  # fmt: skip
+                                         generator=_device_generator(generator, device),
+                                         rrc=self.data.random_resized_crop)  # fmt: skip
             if self.erase is not None:
                 x = self.erase(x)
             yield x, self.labels[index].to(device, non_blocking=True)
@@ -176,8 +179,9 @@ class Trainer:
         return self.ema.module if self.ema is not None else self.module
 
     @torch.no_grad()
-    def predict(self, rows: torch.Tensor, desc: str = "predict") -> np.ndarray:
-        """float32 logits (len(rows), C) of the final model, in the order of `rows` (mirror-averaged with TTA).
+    def predict(self, rows: torch.Tensor, desc: str = "predict", tta: bool = True) -> np.ndarray:
+        """float32 logits (len(rows), C) of the final model, in the order of `rows` (view-averaged with the recipe's
+        TTA unless `tta` is False: the per-epoch learning curve is scored on the plain images, which is 2-6x cheaper).
 
         Under DDP each rank predicts every world-th row and the results are gathered, so every rank returns all rows.
         """
@@ -191,7 +195,7 @@ class Trainer:
             inputs = (self.batcher.model_input(mine[start : start + bs]) for start in range(0, len(mine), bs))
         for x in progress(inputs, total=-(-len(mine) // bs), desc=desc, leave=False, unit="batch"):
             with autocast(self.batcher.device, self.bf16):
-                views = tta_views(x, self.data.tta_hflip, self.data.tta_translate)
+                views = tta_views(x, self.data.tta_hflip, self.data.tta_translate) if tta else [x]
                 out.append(torch.stack([model(v).float() for v in views]).mean(0))
         local = torch.cat(out) if out else torch.zeros((0, self.num_classes), device=self.batcher.device)
         return gather_sharded(local, len(rows), self.dist).cpu().numpy().astype(np.float32)

@@ -145,6 +145,8 @@ def create_model(cfg: ModelConfig, num_classes: int) -> nn.Module:
     )
     if cfg.pretrained_file:
         load_weights_file(model, cfg.pretrained_file, cfg.name)
+    if cfg.small_stem:
+        small_image_stem(model, cfg.name)
     if cfg.freeze_backbone:
         model = freeze_backbone(model)
     return model
@@ -288,6 +290,19 @@ def load_weights_file(model: nn.Module, spec: str, model_name: str) -> str:
     summary = f"loaded {len(mapped)} tensors {mode} from {path}; classifier ({len(skip)} tensors) zeroed"
     log.info("%s: %s", model_name, summary)
     return summary
+
+
+def small_image_stem(model: nn.Module, name: str) -> None:
+    """A timm ResNet's 7x7 stride-2 stem conv becomes a fresh 3x3 stride-1 conv and its max-pool is dropped, so a
+    32 px image reaches the first stage at 32x32 instead of 8x8 (the CIFAR ResNet stem; ~16x the compute)."""
+    conv = getattr(model, "conv1", None)
+    if not isinstance(conv, nn.Conv2d) or not hasattr(model, "maxpool"):
+        raise FoldwiseError(
+            f"model.small_stem: {name} has no single conv1 + maxpool stem (timm ResNets such as resnet18/34/50 have); "
+            "set model.small_stem: false for this model."
+        )
+    model.conv1 = nn.Conv2d(conv.in_channels, conv.out_channels, 3, stride=1, padding=1, bias=conv.bias is not None)
+    model.maxpool = nn.Identity()
 
 
 def freeze_backbone(model: nn.Module) -> nn.Module:

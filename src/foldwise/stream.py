@@ -34,12 +34,14 @@ def choose_pipeline(setting: str, n_images: int, size: int, device: torch.device
 
 
 def train_transform(data: DataConfig, seed: int) -> A.Compose:
-    """The tensor path's augmentation, per image: reflect-padded random crop, flip, and erasing as CoarseDropout."""
+    """The tensor path's augmentation, per image: reflect-padded random crop, random-resized-crop, flip, erasing."""
     size, pad = data.image_size, data.crop_padding
     steps = [
         A.PadIfNeeded(size + 2 * pad, size + 2 * pad, border_mode=cv2.BORDER_REFLECT_101),
         A.RandomCrop(size, size),
     ]
+    if data.random_resized_crop:
+        steps.append(A.RandomResizedCrop((size, size), scale=(data.random_resized_crop, 1.0)))
     if data.hflip:
         steps.append(A.HorizontalFlip(p=0.5))
     if data.random_erasing:

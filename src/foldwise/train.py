@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 import yaml
 
+from foldwise import features
 from foldwise.augment import to_model_input
 from foldwise.cache import cached_images
 from foldwise.competition import Competition
@@ -25,9 +26,9 @@ from foldwise.engine import Batcher, Trainer, resolve_bf16
 from foldwise.errors import FoldwiseError
 from foldwise.fileio import write_atomic, write_text_atomic
 from foldwise.folds import read_folds
-from foldwise.models import create_model, normalization
+from foldwise.models import create_model, normalization, resolve_weights_file
 from foldwise.optim import create_optimizer_and_scheduler
-from foldwise.runs import run_meta, skip_finished
+from foldwise.runs import resolve_recipe, run_meta, skip_finished
 from foldwise.stream import choose_pipeline
 from foldwise.workspace import Workspace
 
@@ -120,6 +121,7 @@ def resume(run_dir: Path, meta: dict, trainer: Trainer, generator: torch.Generat
 
 def train_run(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace, force: bool = False) -> Path:
     """Train one fold (fold=None: all labeled data) and write its artifacts; skip when finished, resume when killed."""
+    recipe = resolve_recipe(recipe, comp)
     folds = read_folds(ws.folds_csv(comp.name), comp)
     run_dir = ws.run_dir(comp.name, recipe.name, fold)
     meta = run_meta(comp, recipe, fold, ws)
@@ -154,31 +156,43 @@ def train_run(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace
         model = model.to(memory_format=torch.channels_last)
     mean, std = (torch.tensor(v, device=device).view(1, 3, 1, 1) for v in normalization(model))
     init_data_dependent(model, train_array, train_rows, mean, std, recipe.run.channels_last)
-    pipeline = choose_pipeline(recipe.data.pipeline, len(train_array) + len(test_array), size, device)
+    trained, trainer_recipe = model, recipe
+    if recipe.model.cache_features:  # the classifier alone trains, on backbone features computed once
+        features.check_recipe(recipe)
+        spec = recipe.model.pretrained_file
+        weights_file = resolve_weights_file(spec)[0] if spec else None
+        train_array, test_array = features.cached_features(
+            model, train_array, test_array, ws.cache_dir(comp.name), recipe, weights_file, mean, std, device, bf16
+        )
+        pipeline, trained, trainer_recipe = "features", model.get_classifier(), features.head_recipe(recipe)
+        batcher = features.FeatureBatcher(torch.from_numpy(train_array).to(device), device)
+    else:
+        pipeline = choose_pipeline(recipe.data.pipeline, len(train_array) + len(test_array), size, device)
+        batcher = Batcher(resident(train_array, pipeline, device), mean, std, device, recipe.run.channels_last)
     meta["pipeline"] = pipeline
-    batcher = Batcher(resident(train_array, pipeline, device), mean, std, device, recipe.run.channels_last)
     labels = torch.tensor(comp.train_labels, dtype=torch.long)
     rows, valid = torch.tensor(train_rows), torch.tensor(valid_rows, dtype=torch.long)
     epochs, meta["epochs_source"] = (
         (recipe.optim.epochs, "recipe") if fold is not None else full_epochs(run_dir, recipe)
     )
     steps_per_epoch = max(1, len(rows) // recipe.data.batch_size)
-    optimizer, scheduler = create_optimizer_and_scheduler(model, recipe.optim, steps_per_epoch, epochs)
-    trainer = Trainer(model, optimizer, scheduler, batcher, labels, recipe, len(comp.classes), bf16, d)
+    optimizer, scheduler = create_optimizer_and_scheduler(trained, recipe.optim, steps_per_epoch, epochs)
+    trainer = Trainer(trained, optimizer, scheduler, batcher, labels, trainer_recipe, len(comp.classes), bf16, d)
     done, history = resume(run_dir, meta, trainer, generator)
 
     name = f"{recipe.name} {'full' if fold is None else f'fold {fold}'}"
     log.info("%s: %d train / %d valid images, %s%s, %s path, bf16 %s, seed %d", name, len(rows), len(valid), device,
              f" x {d.world} ranks (DDP)" if d.enabled else "", pipeline, bf16, meta["seed"])  # fmt: skip
+    epoch_logits = None
     for epoch in range(done + 1, epochs + 1):
         if fold is not None and should_stop(history, recipe.optim.patience):
             break
         start = time.perf_counter()
         row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
         row["train_loss"] = trainer.train_epoch(rows, generator, desc=f"{name} epoch {epoch}/{epochs}")
-        if len(valid):
-            oof_logits = trainer.predict(valid, desc="valid")
-            row.update(score_logits(oof_logits, labels[valid].numpy()))
+        if len(valid):  # the learning curve, on the plain images; the OOF logits below get the recipe's TTA
+            epoch_logits = trainer.predict(valid, desc="valid", tta=False)
+            row.update(score_logits(epoch_logits, labels[valid].numpy()))
         row["seconds"] = round(time.perf_counter() - start, 2)
         history.append(row)
         if not d.is_main:
@@ -190,8 +204,13 @@ def train_run(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace
         write_atomic(run_dir / CHECKPOINT, lambda p, c=checkpoint: torch.save(c, p))
 
     if len(valid):
-        oof_logits = trainer.predict(valid, desc="valid")  # also after a resume that had no epoch left to run
-    batcher.images = resident(test_array, pipeline, device)
+        tta = trainer_recipe.data.tta_hflip or trainer_recipe.data.tta_translate > 0
+        # Without TTA the last epoch's logits are the OOF logits; predict again after a resume with no epoch left.
+        oof_logits = trainer.predict(valid, desc="valid") if tta or epoch_logits is None else epoch_logits
+        meta["oof_score"] = score_logits(oof_logits, labels[valid].numpy())  # with TTA; history.csv is without
+    batcher.images = (
+        torch.from_numpy(test_array).to(device) if pipeline == "features" else resident(test_array, pipeline, device)
+    )
     test_logits = trainer.predict(torch.arange(len(test_array)), desc="test")
     d.barrier()
     if not d.is_main:  # rank 0 alone writes the artifacts
@@ -204,7 +223,9 @@ def train_run(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace
         write_atomic(run_dir / "oof.npz", lambda p: np.savez(p, ids=valid_ids, logits=oof_logits,
                                                                labels=labels[valid].numpy()))  # fmt: skip
     write_atomic(run_dir / "test.npz", lambda p: np.savez(p, ids=np.array(comp.test_ids), logits=test_logits))
-    weights = trainer.final_model.state_dict()
+    if trained is not model:  # the trained classifier (EMA when on) goes back into the whole model for model.pt
+        trained.load_state_dict(trainer.final_model.state_dict())
+    weights = model.state_dict()
     final = dict(meta, state_dict=weights, mean=mean.flatten().tolist(), std=std.flatten().tolist())
     write_atomic(run_dir / "model.pt", lambda p: torch.save(final, p))
     (run_dir / CHECKPOINT).unlink(missing_ok=True)  # model.pt holds the final weights; drop optimizer state

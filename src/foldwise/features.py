@@ -1,0 +1,115 @@
+"""Frozen-backbone features, computed once per image and cached: the classifier then trains on vectors.
+
+With `model.freeze_backbone` + `model.cache_features`, every fold and the full retrain share one forward pass of
+the backbone over the training and test images (averaged over the recipe's TTA views), stored under
+`output/<comp>/cache/features-<key>.npz`. The key covers the weights file's bytes, the model, the image cache
+(content-keyed itself), normalization, TTA and precision, so anything that changes the features gives a new file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from foldwise.augment import to_model_input
+from foldwise.config import Recipe
+from foldwise.engine import autocast, tta_views
+from foldwise.errors import FoldwiseError
+from foldwise.fileio import sha256_file, write_atomic
+from foldwise.progress import progress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FeatureBatcher:
+    """Batcher over cached feature vectors (N, F) on the device: the Trainer's interface, no augmentation."""
+
+    images: torch.Tensor  # the features; named like Batcher's so the Trainer treats both alike
+    device: torch.device
+    streaming: bool = False
+
+    def model_input(self, index: torch.Tensor, padding: int = 0, hflip: bool = False, generator=None,
+                    rrc: float = 0.0) -> torch.Tensor:  # fmt: skip
+        """Feature vectors of these rows (augmentation arguments do not apply to features)."""
+        return self.images[index.to(self.images.device)].to(self.device, non_blocking=True)
+
+
+def check_recipe(recipe: Recipe) -> None:
+    """cache_features needs a frozen backbone, and no augmentation that only makes sense on pixels."""
+    m, d = recipe.model, recipe.data
+    if not m.freeze_backbone:
+        raise FoldwiseError(
+            "model.cache_features needs model.freeze_backbone: true (a backbone that trains changes its features)."
+        )
+    if d.cutmix or d.random_erasing or d.random_resized_crop:
+        raise FoldwiseError(
+            "model.cache_features: data.cutmix, data.random_erasing and data.random_resized_crop act on pixels, but "
+            "the classifier trains on cached features; set them to 0 (data.mixup works on features)."
+        )
+
+
+def head_recipe(recipe: Recipe) -> Recipe:
+    """The recipe the Trainer sees on features: pixel augmentation and TTA off (TTA is inside the features)."""
+    data = replace(recipe.data, crop_padding=0, hflip=False, tta_hflip=False, tta_translate=0)
+    return replace(recipe, data=data)
+
+
+def backbone_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Pooled pre-logits features (timm's forward_head(pre_logits=True)); forward_features for models without it."""
+    features = model.forward_features(x)
+    if hasattr(model, "forward_head"):
+        return model.forward_head(features, pre_logits=True)
+    return features.flatten(1)
+
+
+@torch.no_grad()
+def extract(model: nn.Module, images: np.ndarray, mean, std, recipe: Recipe, device: torch.device, bf16: bool,
+            desc: str) -> np.ndarray:  # fmt: skip
+    """float32 (N, F) features of uint8 NHWC `images`, each the mean over the recipe's TTA views."""
+    model.eval()
+    d, bs, out = recipe.data, recipe.data.eval_batch_size, []
+    for start in progress(range(0, len(images), bs), desc=desc, unit="batch"):
+        batch = torch.from_numpy(np.asarray(images[start : start + bs])).to(device)
+        x = to_model_input(batch, mean, std, recipe.run.channels_last)
+        with autocast(device, bf16):
+            views = tta_views(x, d.tta_hflip, d.tta_translate)
+            out.append(torch.stack([backbone_features(model, v).float() for v in views]).mean(0).cpu())
+    width = out[0].shape[1] if out else 0
+    return torch.cat(out).numpy() if out else np.zeros((0, width), dtype=np.float32)
+
+
+def features_key(recipe: Recipe, weights: Path | None, arrays: list[np.ndarray], mean, std, bf16: bool) -> str:
+    """Everything the features depend on: model, weights bytes, image caches, normalization, TTA, precision."""
+    m, d = recipe.model, recipe.data
+    parts = {
+        "v": 1, "model": m.name, "kwargs": m.kwargs, "small_stem": m.small_stem,
+        "weights": sha256_file(weights) if weights else None, "hub": m.pretrained,
+        "images": [Path(getattr(a, "filename", "") or "").name or str(a.shape) for a in arrays],
+        "mean": [float(v) for v in mean.flatten()], "std": [float(v) for v in std.flatten()],
+        "tta": [d.tta_hflip, d.tta_translate], "bf16": bf16,
+    }  # fmt: skip
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cached_features(model: nn.Module, train: np.ndarray, test: np.ndarray, cache_dir: Path, recipe: Recipe,
+                    weights: Path | None, mean, std, device: torch.device, bf16: bool):  # fmt: skip
+    """(train features, test features) float32 arrays, computed on the first call and read from the cache after."""
+    key = features_key(recipe, weights, [train, test], mean, std, bf16)
+    path = Path(cache_dir) / f"features-{recipe.model.name}-{key}.npz"
+    if path.exists():
+        with np.load(path) as f:
+            log.info("%s: backbone features from the cache", path)
+            return f["train"], f["test"]
+    train_features = extract(model, train, mean, std, recipe, device, bf16, "features train")
+    test_features = extract(model, test, mean, std, recipe, device, bf16, "features test")
+    write_atomic(path, lambda p: np.savez(p, train=train_features, test=test_features))
+    log.info("%s: %d + %d backbone features of width %d cached", path, len(train), len(test), train_features.shape[1])
+    return train_features, test_features
