@@ -2,8 +2,11 @@
 # The whole competition loop: folds -> per-fold training with OOF logits -> blend report -> full retrain
 # -> validated submission.csv. Every stage skips finished work, so a rerun is quick.
 #
-#   bash submit.sh                                   # digits demo (built if missing), CPU recipes
+#   bash submit.sh                                   # digits demo (built if missing), default recipes
 #   bash submit.sh input/<comp> configs/a.yaml configs/b.yaml
+#
+# Default recipes (`foldwise recipes input/<comp>` prints them): on small images (median shorter side <= 64 px)
+# speed + cpu-cnn + cpu-resnet; on larger images cpu-cnn + cpu-resnet + cpu-effnet.
 #
 # Environment knobs: FOLDS=all|0|0,2 (folds to train, default all), K=5 and SEED=42 (the split),
 # SET="optim.epochs=5 data.image_size=32" (recipe overrides for every recipe), FORCE=1 (retrain everything),
@@ -17,17 +20,20 @@ root=${ROOT:-$here}
 comp=${1:-$root/input/digits}
 [ $# -gt 0 ] && shift
 configs=("$@")
-[ ${#configs[@]} -gt 0 ] || configs=("$here/configs/cpu-cnn.yaml" "$here/configs/cpu-resnet.yaml" "$here/configs/cpu-effnet.yaml")
 train_args=()  # one `foldwise train` process for all recipes: torch + timm load once
-for c in "${configs[@]}"; do train_args+=(-c "$c"); done
-for s in ${SET:-}; do train_args+=(--set "$s"); done
-[ -n "${FORCE:-}" ] && train_args+=(--force)
 
 if [ ! -e "$comp" ] && [ "$comp" = "$root/input/digits" ]; then
   foldwise demo digits "$comp"
 fi
 out=$root/output/$(basename "$comp")
 fw() { foldwise --root "$root" "$@"; }
+if [ ${#configs[@]} -eq 0 ]; then  # small images: the speed recipe + two other nets for the blend
+  listed=$(fw recipes "$comp" --configs "$here/configs")
+  mapfile -t configs <<< "$listed"
+fi
+for c in "${configs[@]}"; do train_args+=(-c "$c"); done
+for s in ${SET:-}; do train_args+=(--set "$s"); done
+[ -n "${FORCE:-}" ] && train_args+=(--force)
 
 echo "== 1/5 folds"
 fw folds "$comp" --k "${K:-5}" --seed "${SEED:-42}"

@@ -21,7 +21,7 @@ def test_recipe_is_documented_and_its_model_runs(path):
     assert sum(line.startswith("#") for line in lines[:8]) >= 3, "explain the recipe in a comment block"
     recipe = load_recipe(path)
     model = create_model(recipe.model, num_classes=7).eval()
-    size = recipe.data.image_size
+    size = recipe.data.image_size or 32  # 0 = the data's own size
     with torch.no_grad():
         assert model(torch.randn(2, 3, size, size)).shape == (2, 7)
 
@@ -34,3 +34,27 @@ def test_cpu_and_gpu_recipes_ship():
         load_recipe(CONFIGS[0].parent / "cpu-cnn.yaml").model.name
         != load_recipe(CONFIGS[0].parent / "cpu-resnet.yaml").model.name
     )
+
+
+def test_default_recipes_follow_the_image_size(tiny_comp, tmp_path, capsys):
+    """submit.sh with no recipe named: small images get the speed recipe first (plus two other nets to blend),
+    larger ones the CPU trio; `foldwise recipes` prints the files, which all exist."""
+    from PIL import Image
+
+    from foldwise.cli import main
+    from foldwise.competition import load_competition
+    from foldwise.runs import default_recipes
+
+    configs = CONFIGS[0].parent
+    assert main(["recipes", str(tiny_comp)]) == 0
+    printed = [Path(line) for line in capsys.readouterr().out.split()]
+    assert [p.stem for p in printed] == ["speed", "cpu-cnn", "cpu-resnet"] and all(p.is_file() for p in printed)
+
+    big = tmp_path / "input" / "big"
+    for split, n in (("train", 2), ("test", 1)):
+        for cls in ("a", "b"):
+            (big / split / cls).mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (96, 80), (i * 50, 0, 0)).save(big / split / cls / f"{i}.jpg")
+    names = [p.stem for p in default_recipes(load_competition(big), configs)]
+    assert names == ["cpu-cnn", "cpu-resnet", "cpu-effnet"] and all((configs / f"{n}.yaml").is_file() for n in names)

@@ -182,3 +182,28 @@ def test_linear_one_cycle_schedule_and_bad_schedule(ready):
     assert lrs[20] - lrs[21] == pytest.approx(lrs[30] - lrs[31], rel=1e-6)  # straight line down
     with pytest.raises(FoldwiseError, match="cosine or linear"):
         create_optimizer_and_scheduler(model, tiny_recipe(optim={"schedule": "step"}).optim, 10)
+
+
+def test_image_size_zero_trains_at_the_images_own_size(ready, tmp_path):
+    """data.image_size: 0 -> the median shorter side, clamped to 16-64 px (8 px digits train at 16), recorded in
+    config.yaml, so a rerun recognizes the finished fold instead of calling it another recipe."""
+    from PIL import Image
+
+    from foldwise.competition import native_image_size
+    from foldwise.runs import resolve_recipe, run_meta, skip_finished
+
+    comp, ws = ready
+    recipe = tiny_recipe(data={"image_size": 0})
+    run_dir = train_run(comp, recipe, 0, ws)
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["recipe"]["data"]["image_size"] == 16
+    assert list(ws.cache_dir(comp.name).glob("train-16px-*.npy"))
+    assert skip_finished(run_dir, 0, run_meta(comp, resolve_recipe(recipe, comp), 0, ws))
+
+    paths = []
+    for i, (w, h) in enumerate([(28, 28), (40, 30), (30, 50), (100, 100), (28, 33)]):
+        paths.append(tmp_path / f"{i}.png")
+        Image.new("RGB", (w, h)).save(paths[-1])
+    assert native_image_size(tuple(paths)) == 30  # shorter sides 28, 30, 30, 100, 28
+    big = tuple(paths[3:4])
+    assert resolve_recipe(recipe, comp.__class__(**{**comp.__dict__, "train_images": big})).data.image_size == 64

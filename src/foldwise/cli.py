@@ -32,6 +32,14 @@ def cmd_describe(args, ws: Workspace) -> None:
     print(describe(load_competition(args.comp, args.layout)))
 
 
+def cmd_recipes(args, ws: Workspace) -> None:
+    from foldwise.competition import load_competition
+    from foldwise.runs import default_recipes
+
+    for path in default_recipes(load_competition(args.comp, args.layout), args.configs):
+        print(path)
+
+
 def cmd_folds(args, ws: Workspace) -> None:
     from foldwise.competition import load_competition
     from foldwise.folds import check_class_sizes, make_folds, write_folds
@@ -62,11 +70,11 @@ def cmd_folds(args, ws: Workspace) -> None:
 def cmd_train(args, ws: Workspace) -> None:
     from foldwise.competition import load_competition
     from foldwise.config import load_recipe
-    from foldwise.runs import fold_numbers, run_meta, skip_finished
+    from foldwise.runs import fold_numbers, resolve_recipe, run_meta, skip_finished
 
     comp = load_competition(args.comp, args.layout)
     for config in args.config:
-        recipe = load_recipe(config, args.set)
+        recipe = resolve_recipe(load_recipe(config, args.set), comp)
         for fold in [None] if args.full else fold_numbers(ws, comp, args.fold):
             run_dir = ws.run_dir(comp.name, recipe.name, fold)
             if args.force or not skip_finished(run_dir, fold, run_meta(comp, recipe, fold, ws)):
@@ -151,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = with_comp(sub.add_parser("describe", help="print the detected layout, classes, counts, test set, sizes"))
     p.set_defaults(func=cmd_describe)
+
+    p = with_comp(sub.add_parser("recipes", help="print the recipes submit.sh trains by default for this data"))
+    p.add_argument("--configs", type=Path, default=Path(__file__).resolve().parents[2] / "configs",
+                   help="directory of recipe files (default: the repository's configs/)")  # fmt: skip
+    p.set_defaults(func=cmd_recipes)
 
     p = with_comp(sub.add_parser("folds", help="stratified, duplicate-aware k-fold split -> folds/<comp>.csv"))
     p.add_argument("--k", type=int, default=5, help="number of folds; fold 0 is the 1/k holdout (default 5)")

@@ -160,6 +160,27 @@ def list_images(directory: Path) -> list[Path]:
     return images
 
 
+def native_image_size(source: ImageSource, sample: int = 256) -> int:
+    """Median shorter side of the images: every array image, or an evenly spread sample of up to `sample` files
+    (PIL reads only their headers)."""
+    from PIL import Image
+
+    if isinstance(source, ArrayImages):
+        shape = source.load().shape
+        return int(min(shape[1], shape[2])) if len(shape) >= 3 else 0
+    if not source:
+        return 0
+    picks = np.unique(np.linspace(0, len(source) - 1, min(sample, len(source))).round().astype(int))
+    sides = []
+    for i in picks:
+        try:
+            with Image.open(source[i]) as im:
+                sides.append(min(im.size))
+        except OSError:
+            continue  # a broken file is reported by the decoder, with every other broken file
+    return int(np.median(sides)) if sides else 0
+
+
 def load_competition(root: str | Path, layout: str | None = None) -> Competition:
     """Detect the layout under `root` (or use the named one) and read it."""
     from foldwise.formats import LAYOUTS, detect_layout

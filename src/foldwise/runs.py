@@ -6,13 +6,14 @@ instead of paying torch + timm's ~7 s import.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
 import yaml
 
 from foldwise import __version__
-from foldwise.competition import Competition
+from foldwise.competition import Competition, native_image_size
 from foldwise.config import Recipe
 from foldwise.errors import FoldwiseError
 from foldwise.fileio import sha256_file
@@ -21,6 +22,34 @@ from foldwise.workspace import Workspace
 
 log = logging.getLogger(__name__)
 FINAL_FILES = ("config.yaml", "history.csv", "test.npz", "model.pt")  # model.pt is written last
+
+
+AUTO_SIZE_RANGE = (16, 64)  # data.image_size: 0 trains at the images' own size, kept inside this range
+
+
+def resolve_recipe(recipe: Recipe, comp: Competition) -> Recipe:
+    """The recipe with data.image_size: 0 ("the images' own size") replaced by the median shorter side of the
+    competition's training images, clamped to AUTO_SIZE_RANGE (8 px digits -> 16, 28 px -> 28, 96 px -> 64)."""
+    if recipe.data.image_size:
+        return recipe
+    side = native_image_size(comp.train_images)
+    size = min(max(side, AUTO_SIZE_RANGE[0]), AUTO_SIZE_RANGE[1])
+    log.info("%s: data.image_size 0 -> %d px (the training images' median shorter side is %d px)", recipe.name,
+             size, side)  # fmt: skip
+    return dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, image_size=size))
+
+
+SMALL_IMAGE_RECIPES = ("speed", "cpu-cnn", "cpu-resnet")  # images up to AUTO_SIZE_RANGE[1] px
+LARGER_IMAGE_RECIPES = ("cpu-cnn", "cpu-resnet", "cpu-effnet")
+
+
+def default_recipes(comp: Competition, configs_dir: Path) -> list[Path]:
+    """The recipes `submit.sh` trains when none is named: on small images (median shorter side <= 64 px) the speed
+    recipe first, with two other architectures for the blend; on larger images three small CPU-friendly nets."""
+    side = native_image_size(comp.train_images)
+    names = SMALL_IMAGE_RECIPES if side <= AUTO_SIZE_RANGE[1] else LARGER_IMAGE_RECIPES
+    log.info("%s: images of %d px (median shorter side) -> default recipes %s", comp.name, side, ", ".join(names))
+    return [Path(configs_dir) / f"{name}.yaml" for name in names]
 
 
 def run_seed(recipe: Recipe, fold: int | None) -> int:
