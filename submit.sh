@@ -10,6 +10,7 @@
 #
 # Environment knobs: FOLDS=all|0|0,2 (folds to train, default all), K=5 and SEED=42 (the split),
 # SET="optim.epochs=5 data.image_size=32" (recipe overrides for every recipe), FORCE=1 (retrain everything),
+# DUP_THRESHOLD=4 (near-duplicate pHash distance in bits for the folds' groups), NO_DEDUP=1 (plain stratified folds),
 # GPUS=0,1 (one fold per GPU in parallel; default: all GPUs when more than one is visible),
 # METRIC=accuracy|log_loss (what the blend is chosen by), ROOT=dir (where folds/ and output/ go; default: here).
 set -euo pipefail
@@ -36,7 +37,9 @@ for s in ${SET:-}; do train_args+=(--set "$s"); done
 [ -n "${FORCE:-}" ] && train_args+=(--force)
 
 echo "== 1/5 folds"
-fw folds "$comp" --k "${K:-5}" --seed "${SEED:-42}"
+folds_args=(--k "${K:-5}" --seed "${SEED:-42}" --dup-threshold "${DUP_THRESHOLD:-4}")
+[ -n "${NO_DEDUP:-}" ] && folds_args+=(--no-dedup)
+fw folds "$comp" "${folds_args[@]}"
 # One fold per GPU, in parallel, when several GPUs are visible (or GPUS=0,1,... names them); else one process.
 gpus=${GPUS:-}
 if [ -z "$gpus" ] && command -v nvidia-smi > /dev/null; then
@@ -48,15 +51,28 @@ if [ -n "$gpus" ]; then
   IFS=, read -ra gpu_list <<< "$gpus"
   if [ "${FOLDS:-all}" = all ]; then fold_list=($(seq 0 $((${K:-5} - 1)))); else IFS=, read -ra fold_list <<< "$FOLDS"; fi
   mkdir -p "$out/logs"
-  for i in "${!fold_list[@]}"; do
-    [ "$i" -ge "${#gpu_list[@]}" ] && { wait -n || true; }  # keep one fold per GPU busy
-    k=${fold_list[$i]}
+  declare -A busy=()  # pid -> GPU of each running fold
+  for k in "${fold_list[@]}"; do
+    free=""
+    while [ -z "$free" ]; do  # the first GPU without a running fold; else wait for any fold to finish
+      for g in "${gpu_list[@]}"; do
+        in_use=""
+        for pid in "${!busy[@]}"; do [ "${busy[$pid]}" = "$g" ] && in_use=1; done
+        [ -z "$in_use" ] && { free=$g; break; }
+      done
+      if [ -z "$free" ]; then
+        done_pid=""
+        wait -n -p done_pid || true
+        unset "busy[$done_pid]"
+      fi
+    done
     (
       set +e
-      CUDA_VISIBLE_DEVICES=${gpu_list[$((i % ${#gpu_list[@]}))]} fw train "$comp" --fold "$k" "${train_args[@]}" \
-        > "$out/logs/fold$k.log" 2>&1
+      CUDA_VISIBLE_DEVICES=$free fw train "$comp" --fold "$k" "${train_args[@]}" > "$out/logs/fold$k.log" 2>&1
       echo $? > "$out/logs/fold$k.status"
     ) &
+    busy[$!]=$free
+    echo "fold $k -> GPU $free (log: $out/logs/fold$k.log)"
   done
   wait
   for k in "${fold_list[@]}"; do

@@ -82,16 +82,19 @@ def test_cli_error_is_one_clear_line_and_exit_2(tmp_path):
 
 
 def test_submit_sh_one_fold_per_gpu_path(tmp_path):
-    """GPUS=0,1 runs the folds as parallel processes (here on CPU), one log per fold, then the usual stages."""
+    """GPUS=0,1 runs the folds as parallel processes (here on CPU), one log per fold, then the usual stages; a third
+    fold waits for a GPU to free up and takes that one."""
     comp = make_tiny_competition(tmp_path / "input" / "tiny", per_class=6, test_per_class=2)
     recipe = write_recipe(tmp_path / "tiny.yaml")
-    env = dict(os.environ, ROOT=str(tmp_path), K="2", GPUS="0,1")
+    env = dict(os.environ, ROOT=str(tmp_path), K="3", GPUS="0,1")
     result = subprocess.run(["bash", str(REPO / "submit.sh"), str(comp), str(recipe)], capture_output=True,
                             text=True, env=env)  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     out = tmp_path / "output" / "tiny"
     assert "on GPUs 0,1, one fold each" in result.stdout
-    for k in (0, 1):
+    assert "fold 0 -> GPU 0" in result.stdout and "fold 1 -> GPU 1" in result.stdout
+    assert re.search(r"fold 2 -> GPU [01] ", result.stdout)
+    for k in (0, 1, 2):
         assert (out / "tiny" / f"fold{k}" / "oof.npz").exists()
         assert "wrote" in (out / "logs" / f"fold{k}.log").read_text()
     assert (out / "submission.csv").exists()

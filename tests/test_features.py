@@ -85,6 +85,8 @@ def test_changed_weights_file_gives_new_features(frozen):
                recipe.model.pretrained_file)  # fmt: skip
     train_run(comp, recipe, 1, ws)
     assert len(list(ws.cache_dir(comp.name).glob("features-*.npz"))) == 2
+    with pytest.raises(FoldwiseError, match="already trained with a different weights file"):
+        train_run(comp, recipe, 0, ws)  # fold 0 was trained on the old weights: not silently reused
 
 
 @pytest.mark.parametrize(

@@ -59,11 +59,15 @@ def run_seed(recipe: Recipe, fold: int | None) -> int:
 
 def run_meta(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace) -> dict:
     """What identifies a run: recipe, data, fold, seed, folds file checksum; saved in config.yaml and model.pt."""
-    return {
+    meta = {
         "recipe": recipe.to_dict(), "competition": comp.name, "fold": fold, "seed": run_seed(recipe, fold),
         "folds_sha256": sha256_file(ws.folds_csv(comp.name)), "classes": list(comp.classes),
         "foldwise_version": __version__,
     }  # fmt: skip
+    weights = Path(recipe.model.pretrained_file).expanduser()
+    if recipe.model.pretrained_file and not recipe.model.pretrained_file.startswith("package:") and weights.is_file():
+        meta["weights_sha256"] = sha256_file(weights)  # a replaced weights file is another run, same path or not
+    return meta
 
 
 def is_finished(run_dir: Path, fold: int | None) -> bool:
@@ -77,7 +81,7 @@ def skip_finished(run_dir: Path, fold: int | None, meta: dict) -> bool:
     if not is_finished(run_dir, fold):
         return False
     old = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-    for key in ("recipe", "folds_sha256", "classes"):
+    for key in ("recipe", "folds_sha256", "classes", "weights_sha256"):
         if old.get(key) != meta.get(key):
             raise FoldwiseError(
                 f"{run_dir}: already trained with a different {key.replace('_sha256', ' file')}. "

@@ -110,7 +110,7 @@ def resume(run_dir: Path, meta: dict, trainer: Trainer, generator: torch.Generat
     if not path.exists():
         return 0, []
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    for key in ("recipe", "folds_sha256", "classes", "seed"):
+    for key in ("recipe", "folds_sha256", "classes", "seed", "weights_sha256"):
         if ckpt["meta"].get(key) != meta.get(key):
             raise FoldwiseError(f"{path}: an unfinished run with a different {key}; pass --force to start over.")
     trainer.load_state_dict(ckpt["trainer"])
