@@ -223,9 +223,10 @@ def train_run(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace
         write_atomic(run_dir / "oof.npz", lambda p: np.savez(p, ids=valid_ids, logits=oof_logits,
                                                                labels=labels[valid].numpy()))  # fmt: skip
     write_atomic(run_dir / "test.npz", lambda p: np.savez(p, ids=np.array(comp.test_ids), logits=test_logits))
-    if trained is not model:  # the trained classifier (EMA when on) goes back into the whole model for model.pt
-        trained.load_state_dict(trainer.final_model.state_dict())
-    weights = model.state_dict()
+    weights = trainer.final_model.state_dict()  # the EMA's when on
+    if trained is not model:  # only the classifier trained: it goes back into the whole model for model.pt
+        trained.load_state_dict(weights)
+        weights = model.state_dict()
     final = dict(meta, state_dict=weights, mean=mean.flatten().tolist(), std=std.flatten().tolist())
     write_atomic(run_dir / "model.pt", lambda p: torch.save(final, p))
     (run_dir / CHECKPOINT).unlink(missing_ok=True)  # model.pt holds the final weights; drop optimizer state
