@@ -207,3 +207,32 @@ def test_image_size_zero_trains_at_the_images_own_size(ready, tmp_path):
     assert native_image_size(tuple(paths)) == 30  # shorter sides 28, 30, 30, 100, 28
     big = tuple(paths[3:4])
     assert resolve_recipe(recipe, comp.__class__(**{**comp.__dict__, "train_images": big})).data.image_size == 64
+
+
+def test_ema_batchnorm_statistics_are_recomputed_for_the_ema_weights(ready):
+    """The saved EMA model's BatchNorm running stats are exactly those of its own weights on the fold's training
+    images (plain, in row order), not an average of other weights' statistics."""
+    from torch.optim.swa_utils import update_bn
+
+    from foldwise.cache import cached_images
+    from foldwise.config import ModelConfig
+    from foldwise.engine import Batcher
+    from foldwise.models import create_model
+
+    comp, ws = ready
+    recipe = tiny_recipe("ema", optim={"ema_decay": 0.9})
+    run_dir = train_run(comp, recipe, 0, ws)
+    ckpt = torch.load(run_dir / "model.pt", weights_only=False)
+    model = create_model(ModelConfig(**ckpt["recipe"]["model"]), len(comp.classes))
+    model.load_state_dict(ckpt["state_dict"])
+    saved = {k: v.clone() for k, v in model.state_dict().items() if k.endswith(("running_mean", "running_var"))}
+    folds = pd.read_csv(ws.folds_csv(comp.name), dtype={"id": str})
+    fold_of = dict(zip(folds["id"], folds["fold"]))
+    rows = torch.tensor([i for i, id_ in enumerate(comp.train_ids) if fold_of[id_] != 0])
+    images = cached_images(comp.train_images, recipe.data.image_size, ws.cache_dir(comp.name), "train")
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (ckpt["mean"], ckpt["std"]))
+    batcher = Batcher(torch.from_numpy(np.array(images)), mean, std, torch.device("cpu"), channels_last=True)
+    bs = recipe.data.batch_size
+    update_bn([batcher.model_input(rows[s : s + bs]) for s in range(0, len(rows), bs)], model)
+    for key, value in saved.items():
+        torch.testing.assert_close(model.state_dict()[key], value, rtol=1e-4, atol=1e-5)

@@ -72,6 +72,8 @@ class OptimConfig:
     label_smoothing: float = 0.0  # cross-entropy label smoothing
     clip_grad: float = 0.0  # max global gradient norm; 0 = no clipping
     ema_decay: float = 0.0  # EMA of weights per step (timm ModelEmaV3); OOF/test logits and model.pt use the EMA
+    ema_warmup: bool = True  # decay ramps up as 1 - (1 + step)^(-2/3) to ema_decay, so a short run's EMA is not
+    #                          mostly its random initialization (0.99 reaches full strength after ~1,000 steps)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from timm.data import Mixup
 from timm.data.random_erasing import RandomErasing
 from timm.utils import ModelEmaV3
+from torch.optim.swa_utils import update_bn
 
 from foldwise import stream
 from foldwise.augment import crop_flip, random_resized_crop, to_model_input
@@ -87,6 +88,9 @@ def tta_views(x: torch.Tensor, hflip: bool, translate: int) -> list[torch.Tensor
     return views
 
 
+BN_RECALIBRATION_IMAGES = 8192  # training images that set the EMA model's BatchNorm statistics before predicting
+
+
 class Trainer:
     """Model, optimizer, schedule, EMA and augmentation of one run; `train_epoch` and `predict` are the whole API."""
 
@@ -101,7 +105,8 @@ class Trainer:
             model = torch.compile(model)  # shares the parameters of self.module, which stays uncompiled for saving
         self.model, self.optimizer, self.scheduler, self.batcher = model, optimizer, scheduler, batcher
         self.labels, self.data, self.optim, self.bf16 = labels, recipe.data, recipe.optim, bf16
-        self.ema = ModelEmaV3(self.module, decay=recipe.optim.ema_decay) if recipe.optim.ema_decay else None
+        o = recipe.optim
+        self.ema = ModelEmaV3(self.module, decay=o.ema_decay, use_warmup=o.ema_warmup) if o.ema_decay else None
         d = recipe.data
         self.mixup = (
             Mixup(
@@ -116,6 +121,8 @@ class Trainer:
         device = str(batcher.device)
         self.erase = RandomErasing(d.random_erasing, mode="pixel", device=device) if d.random_erasing else None
         self.step, self.num_classes = 0, num_classes
+        self.bn_rows: torch.Tensor | None = None  # training rows for recalibrate_bn (set by the caller)
+        self.recalibrated_at = -1
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Cross-entropy against hard labels, or against mixup's soft targets."""
@@ -178,6 +185,30 @@ class Trainer:
         """The weights that are evaluated, predicted with and saved: the EMA when enabled."""
         return self.ema.module if self.ema is not None else self.module
 
+    def plain_inputs(self, rows: torch.Tensor, bs: int):
+        """Unaugmented model inputs for `rows`, `bs` at a time (gathered from resident images, or streamed)."""
+        if self.batcher.streaming:  # no augmentation: seed and labels are irrelevant here
+            pin = self.batcher.device.type == "cuda"
+            loader = stream.batches(self.batcher.images, self.labels_for(rows), rows, bs, None, 0, pin)
+            return (self.batcher.to_input(u8) for u8, _ in loader)
+        return (self.batcher.model_input(rows[start : start + bs]) for start in range(0, len(rows), bs))
+
+    @torch.no_grad()
+    def recalibrate_bn(self) -> None:
+        """Recompute the EMA model's BatchNorm statistics on the first BN_RECALIBRATION_IMAGES training rows (plain
+        images, the same rows on every rank, no random draw), once per step count, as SWA does (`update_bn`).
+
+        EMA-averaged running statistics belong to no single set of weights; on a short run (few steps at a high
+        learning rate) that left the EMA model at chance level (speed recipe on digits: 10% vs 97% recalibrated).
+        """
+        if self.ema is None or self.bn_rows is None or self.recalibrated_at == self.step:
+            return
+        model = self.ema.module
+        if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+            with autocast(self.batcher.device, self.bf16):
+                update_bn(self.plain_inputs(self.bn_rows[:BN_RECALIBRATION_IMAGES], self.data.batch_size), model)
+        self.recalibrated_at = self.step
+
     @torch.no_grad()
     def predict(self, rows: torch.Tensor, desc: str = "predict", tta: bool = True) -> np.ndarray:
         """float32 logits (len(rows), C) of the final model, in the order of `rows` (view-averaged with the recipe's
@@ -185,14 +216,10 @@ class Trainer:
 
         Under DDP each rank predicts every world-th row and the results are gathered, so every rank returns all rows.
         """
+        self.recalibrate_bn()
         model = self.final_model.eval()
         mine, out, bs = shard(rows, self.dist), [], self.data.eval_batch_size
-        if self.batcher.streaming:  # no augmentation: seed and labels are irrelevant here
-            pin = self.batcher.device.type == "cuda"
-            loader = stream.batches(self.batcher.images, self.labels_for(mine), mine, bs, None, 0, pin)
-            inputs = (self.batcher.to_input(u8) for u8, _ in loader)
-        else:
-            inputs = (self.batcher.model_input(mine[start : start + bs]) for start in range(0, len(mine), bs))
+        inputs = self.plain_inputs(mine, bs)
         for x in progress(inputs, total=-(-len(mine) // bs), desc=desc, leave=False, unit="batch"):
             with autocast(self.batcher.device, self.bf16):
                 views = tta_views(x, self.data.tta_hflip, self.data.tta_translate) if tta else [x]

@@ -178,6 +178,7 @@ def train_run(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace
     steps_per_epoch = max(1, len(rows) // recipe.data.batch_size)
     optimizer, scheduler = create_optimizer_and_scheduler(trained, recipe.optim, steps_per_epoch, epochs)
     trainer = Trainer(trained, optimizer, scheduler, batcher, labels, trainer_recipe, len(comp.classes), bf16, d)
+    trainer.bn_rows = rows  # sets the EMA model's BatchNorm statistics before each prediction
     done, history = resume(run_dir, meta, trainer, generator)
 
     name = f"{recipe.name} {'full' if fold is None else f'fold {fold}'}"
