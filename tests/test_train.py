@@ -81,10 +81,12 @@ def test_finished_fold_with_other_recipe_is_an_error_not_a_silent_reuse(ready):
     assert (run_dir / "oof.npz").read_bytes() == before
 
 
-def test_full_retrain_writes_test_logits_only(ready):
-    """--full trains on every labeled image and writes test.npz, no oof.npz."""
+@pytest.mark.parametrize("optim", [{}, {"ema_decay": 0.9}], ids=["plain", "ema"])
+def test_full_retrain_writes_test_logits_only(ready, optim):
+    """--full trains on every labeled image and writes test.npz, no oof.npz (with EMA: its BatchNorm statistics
+    come from the training images, before the test images take their place)."""
     comp, ws = ready
-    run_dir = train_run(comp, tiny_recipe(), None, ws)
+    run_dir = train_run(comp, tiny_recipe(optim=optim), None, ws)
     assert run_dir.name == "full"
     assert (run_dir / "test.npz").exists() and not (run_dir / "oof.npz").exists()
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["train_rows"] == 100

@@ -209,6 +209,7 @@ def train_run(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace
         # Without TTA the last epoch's logits are the OOF logits; predict again after a resume with no epoch left.
         oof_logits = trainer.predict(valid, desc="valid") if tta or epoch_logits is None else epoch_logits
         meta["oof_score"] = score_logits(oof_logits, labels[valid].numpy())  # with TTA; history.csv is without
+    trainer.recalibrate_bn()  # on the training images, before they are swapped for the test images
     batcher.images = (
         torch.from_numpy(test_array).to(device) if pipeline == "features" else resident(test_array, pipeline, device)
     )
