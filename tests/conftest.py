@@ -46,3 +46,23 @@ def tiny_recipe(name: str = "tiny", **sections):
     for key, values in sections.items():
         base[key] = {**base[key], **values}
     return recipe_from_dict(base, name=name)
+
+
+def reload_run(comp, ws, run_dir: Path, image_size: int):
+    """(model.pt reloaded as an eval-mode model, its checkpoint, oof.npz, the plain model input of the OOF rows)."""
+    import torch
+
+    from foldwise.cache import cached_images
+    from foldwise.config import ModelConfig
+    from foldwise.engine import Batcher
+    from foldwise.models import create_model
+
+    ckpt = torch.load(run_dir / "model.pt", weights_only=False)
+    model = create_model(ModelConfig(**ckpt["recipe"]["model"]), len(comp.classes))
+    model.load_state_dict(ckpt["state_dict"])
+    oof = np.load(run_dir / "oof.npz")
+    row = {id_: i for i, id_ in enumerate(comp.train_ids)}
+    images = cached_images(comp.train_images, image_size, ws.cache_dir(comp.name), "train")
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (ckpt["mean"], ckpt["std"]))
+    batcher = Batcher(torch.from_numpy(np.array(images)), mean, std, torch.device("cpu"), channels_last=False)
+    return model.eval(), ckpt, oof, batcher.model_input(torch.tensor([row[i] for i in oof["ids"]]))

@@ -9,11 +9,10 @@ import pytest
 import timm
 import torch
 
-from conftest import tiny_recipe
+from conftest import reload_run, tiny_recipe
 from foldwise.augment import random_resized_crop
 from foldwise.competition import load_competition
 from foldwise.config import ModelConfig, load_recipe
-from foldwise.engine import Batcher
 from foldwise.errors import FoldwiseError
 from foldwise.folds import make_folds, write_folds
 from foldwise.models import create_model
@@ -54,20 +53,8 @@ def test_oof_logits_equal_the_saved_whole_model_on_images(frozen):
     (flip TTA included, averaged in feature space, which equals averaging logits of a linear head)."""
     comp, ws, recipe = frozen
     run_dir = train_run(comp, recipe, 0, ws)
-    ckpt = torch.load(run_dir / "model.pt", weights_only=False)
+    model, ckpt, oof, x = reload_run(comp, ws, run_dir, recipe.data.image_size)
     assert ckpt["pipeline"] == "features"
-    model = create_model(ModelConfig(**ckpt["recipe"]["model"]), len(comp.classes))
-    model.load_state_dict(ckpt["state_dict"])
-    model.eval()
-    oof = np.load(run_dir / "oof.npz")
-    row = {id_: i for i, id_ in enumerate(comp.train_ids)}
-    from foldwise.cache import cached_images
-
-    images = cached_images(comp.train_images, recipe.data.image_size, ws.cache_dir(comp.name), "train")
-    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (ckpt["mean"], ckpt["std"]))
-    x = Batcher(torch.from_numpy(np.array(images)), mean, std, torch.device("cpu"), False).model_input(
-        torch.tensor([row[i] for i in oof["ids"]])
-    )
     with torch.no_grad():
         expected = (model(x) + model(x.flip(3))) / 2
     np.testing.assert_allclose(oof["logits"], expected.numpy(), rtol=1e-4, atol=1e-5)

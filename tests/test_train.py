@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import tiny_recipe
+from conftest import reload_run, tiny_recipe
 from foldwise.competition import load_competition
 from foldwise.errors import FoldwiseError
 from foldwise.folds import make_folds, write_folds
@@ -113,24 +113,9 @@ def test_fold_selection(ready):
 )
 def test_oof_logits_come_from_the_saved_weights(ready, sections):
     """Reloading model.pt and predicting the fold's images reproduces oof.npz: OOF scores the weights we submit."""
-    from foldwise.cache import cached_images
-    from foldwise.config import ModelConfig
-    from foldwise.engine import Batcher
-    from foldwise.models import create_model
-
     comp, ws = ready
     recipe = tiny_recipe(**sections)
-    run_dir = train_run(comp, recipe, 0, ws)
-    ckpt = torch.load(run_dir / "model.pt", weights_only=False)
-    model = create_model(ModelConfig(**ckpt["recipe"]["model"]), len(comp.classes))
-    model.load_state_dict(ckpt["state_dict"])
-    model.eval()
-    oof = np.load(run_dir / "oof.npz")
-    row = {id_: i for i, id_ in enumerate(comp.train_ids)}
-    images = cached_images(comp.train_images, recipe.data.image_size, ws.cache_dir(comp.name), "train")
-    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (ckpt["mean"], ckpt["std"]))
-    batcher = Batcher(torch.from_numpy(np.array(images)), mean, std, torch.device("cpu"), channels_last=False)
-    x = batcher.model_input(torch.tensor([row[i] for i in oof["ids"]]))
+    model, _, oof, x = reload_run(comp, ws, train_run(comp, recipe, 0, ws), recipe.data.image_size)
     with torch.no_grad():
         expected = model(x)
         if recipe.data.tta_hflip:
