@@ -42,6 +42,8 @@ def test_stream_batches_are_seeded_and_augmented():
     assert torch.equal(a, b) and not torch.equal(a, c)
     plain, _ = next(iter(batches(images, labels, rows, 16, None, 0, pin=False, workers=0)))
     assert torch.equal(plain, torch.from_numpy(images[rows[:16].numpy()]))
+    unlabeled = next(iter(batches(images, None, rows, 16, None, 0, pin=False, workers=0)))  # prediction: no labels
+    assert torch.equal(unlabeled, plain)
 
 
 def test_training_on_the_streaming_path(tiny_comp):

@@ -166,19 +166,14 @@ class Trainer:
             for u8, y in loader:
                 yield self.batcher.to_input(u8), y.to(device, non_blocking=True)
             return
+        device_generator = _device_generator(generator, device)  # one per epoch, drawn from the seeded stream
         for i in range(n_batches):
             index = order[i * bs : (i + 1) * bs]
-            x = self.batcher.model_input(index, self.data.crop_padding, self.data.hflip,
-                                         generator=_device_generator(generator, device),
+            x = self.batcher.model_input(index, self.data.crop_padding, self.data.hflip, generator=device_generator,
                                          rrc=self.data.random_resized_crop)  # fmt: skip
             if self.erase is not None:
                 x = self.erase(x)
             yield x, self.labels[index].to(device, non_blocking=True)
-
-    @staticmethod
-    def labels_for(rows: torch.Tensor) -> torch.Tensor:
-        """Placeholder labels indexable by `rows` for prediction loaders (test images have no labels)."""
-        return torch.zeros(int(rows.max()) + 1 if len(rows) else 0, dtype=torch.long)
 
     @property
     def final_model(self):
@@ -187,10 +182,9 @@ class Trainer:
 
     def plain_inputs(self, rows: torch.Tensor, bs: int):
         """Unaugmented model inputs for `rows`, `bs` at a time (gathered from resident images, or streamed)."""
-        if self.batcher.streaming:  # no augmentation: seed and labels are irrelevant here
-            pin = self.batcher.device.type == "cuda"
-            loader = stream.batches(self.batcher.images, self.labels_for(rows), rows, bs, None, 0, pin)
-            return (self.batcher.to_input(u8) for u8, _ in loader)
+        if self.batcher.streaming:  # no augmentation and no labels (test images have none): images only
+            loader = stream.batches(self.batcher.images, None, rows, bs, None, 0, self.batcher.device.type == "cuda")
+            return (self.batcher.to_input(u8) for u8 in loader)
         return (self.batcher.model_input(rows[start : start + bs]) for start in range(0, len(rows), bs))
 
     @torch.no_grad()

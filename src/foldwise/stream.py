@@ -51,9 +51,11 @@ def train_transform(data: DataConfig, seed: int) -> A.Compose:
 
 
 class CachedRows(Dataset):
-    """Rows of the uint8 (N, H, W, 3) cache in a given order, optionally augmented; yields (uint8 HWC, label)."""
+    """Rows of the uint8 (N, H, W, 3) cache in a given order, optionally augmented; yields (uint8 HWC, label), or
+    the image alone when there are no labels (prediction)."""
 
-    def __init__(self, images: np.ndarray, labels: torch.Tensor, rows: torch.Tensor, transform: A.Compose | None):
+    def __init__(self, images: np.ndarray, labels: torch.Tensor | None, rows: torch.Tensor,
+                 transform: A.Compose | None):  # fmt: skip
         self.images, self.labels, self.rows, self.transform = images, labels, rows.tolist(), transform
 
     def __len__(self) -> int:
@@ -63,7 +65,8 @@ class CachedRows(Dataset):
         image = np.asarray(self.images[self.rows[i]])  # one row read from the memory map
         if self.transform is not None:
             image = self.transform(image=image)["image"]
-        return torch.from_numpy(np.ascontiguousarray(image)), self.labels[self.rows[i]]
+        image = torch.from_numpy(np.ascontiguousarray(image))
+        return image if self.labels is None else (image, self.labels[self.rows[i]])
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -73,9 +76,10 @@ def _seed_worker(worker_id: int) -> None:
         transform.set_random_seed(info.seed % 2**31)
 
 
-def batches(images: np.ndarray, labels: torch.Tensor, rows: torch.Tensor, batch_size: int, data: DataConfig | None,
-            seed: int, pin: bool, workers: int | None = None) -> DataLoader:  # fmt: skip
-    """Batches of (uint8 NHWC, labels) in the order of `rows`, decoded and augmented in worker processes."""
+def batches(images: np.ndarray, labels: torch.Tensor | None, rows: torch.Tensor, batch_size: int,
+            data: DataConfig | None, seed: int, pin: bool, workers: int | None = None) -> DataLoader:  # fmt: skip
+    """Batches of (uint8 NHWC, labels) in the order of `rows` (uint8 NHWC alone when `labels` is None), decoded and
+    augmented in worker processes."""
     transform = train_transform(data, seed) if data is not None else None
     workers = min(os.cpu_count() or 1, 8) if workers is None else workers
     return DataLoader(
