@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from foldwise.competition import IMAGE_EXTENSIONS, Competition, SubmissionFormat, sort_class_names, warn_skipped
+from foldwise.competition import Competition, SubmissionFormat, list_images, sort_class_names
 from foldwise.errors import FoldwiseError
 
 ID_COLUMNS = ("id", "image_id", "image", "image_name", "filename", "file", "name")
@@ -48,16 +48,10 @@ def _index_images(directory: Path, csv_path: Path) -> dict[str, Path]:
     """Map both 'name.ext' and 'name' to the file, scanning the directory once; non-image files are skipped."""
     if not directory.is_dir():
         raise FoldwiseError(f"{directory}: missing; {csv_path.name} refers to images that should be there.")
-    try:
-        entries = sorted(p for p in directory.iterdir() if p.is_file())
-    except PermissionError as e:
-        raise FoldwiseError(f"{directory}: cannot read this directory ({e.strerror}); fix its permissions.") from e
-    warn_skipped(directory, [p for p in entries if p.suffix.lower() not in IMAGE_EXTENSIONS])
     index: dict[str, Path] = {}
-    for path in entries:
-        if path.suffix.lower() in IMAGE_EXTENSIONS:
-            index[path.name] = path
-            index.setdefault(path.stem, path)
+    for path in list_images(directory):  # non-image files are skipped with a warning
+        index[path.name] = path
+        index.setdefault(path.stem, path)
     return index
 
 
