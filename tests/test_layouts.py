@@ -338,6 +338,18 @@ def test_intel_sample_submission_predicts_seg_pred(tmp_path):
     assert any("seg_test" in n and "labeled" in n for n in comp.notes)
 
 
+def test_intel_sample_submission_of_seg_test_ids_keeps_seg_test(tmp_path):
+    """A sample listing the labeled seg_test ids chooses seg_test (in the sample's order, labels kept as the key),
+    even though an unlabeled seg_pred folder is there too."""
+    root = tmp_path / "intel"
+    make_intel(root)
+    ids = ["20065", "20056", "20057", "20060", "20061", "20064"]
+    pd.DataFrame({"id": ids, "label": "forest"}).to_csv(root / "sample_submission.csv", index=False)
+    comp = load_competition(root)
+    assert comp.test_ids == tuple(ids) and comp.solution_labels == ("glacier",) + INTEL + ("buildings", "forest")
+    assert any("seg_pred" in n and "not used" in n for n in comp.notes)
+
+
 def test_file_layout_pixels_in_the_cache(tmp_path):
     """Intel JPEGs decode into the cache as PIL decodes them (no resize at their own size; resized at 8 px)."""
     root = tmp_path / "intel"

@@ -93,7 +93,10 @@ def read(root: Path) -> Competition:
     flat = next((root / d for d in UNLABELED_TEST_DIRS if (root / d).is_dir() and not is_class_tree(root / d)), None)
     sample = root / "sample_submission.csv"
     notes: list[str] = []
-    if flat is not None and (sample.is_file() or not labeled):  # the plain Kaggle case: test/<image>
+    # A sample listing a labeled split's ids chooses that split (choose_test_split below), not the flat folder.
+    sample_ids = set(map(str, read_sample_submission(sample, classes)[1])) if sample.is_file() and labeled else set()
+    picks_labeled = any(set(s.ids) == sample_ids for s in labeled)
+    if flat is not None and not picks_labeled and (sample.is_file() or not labeled):  # plain Kaggle: test/<image>
         if sample.is_file():
             fmt, test_ids = read_sample_submission(sample, classes)
             test_images = test_paths_for_ids(test_ids, flat, sample)
