@@ -511,3 +511,20 @@ def test_forced_layout_and_cli_choices(tmp_path, capsys):
     assert main(["describe", str(root), "--layout", "cifar"]) == 2
     assert "no CIFAR pickles" in capsys.readouterr().err
     assert set(LAYOUTS) == {"csv", "folder", "cifar", "tiny-imagenet", "idx"}
+
+
+def test_container_images_are_read_once_and_their_size_is_known_without_reading(tmp_path, monkeypatch):
+    """CIFAR pickles: the size comes from reading the labels; the pixels are unpickled once however many stages
+    (cache, duplicate search, data summary, image_size 0) ask for them."""
+    from foldwise.competition import native_image_size
+    from foldwise.formats import cifar
+
+    root = tmp_path / "cifar10"
+    make_cifar10(root)
+    comp = load_competition(root)
+    calls = []
+    real = cifar.load_pickle
+    monkeypatch.setattr(cifar, "load_pickle", lambda p: calls.append(p) or real(p))
+    assert native_image_size(comp.train_images) == 32 and not calls
+    first = comp.train_images.load()
+    assert comp.train_images.load() is first and len(calls) == len(comp.train_images.files)

@@ -203,9 +203,9 @@ def test_two_thousand_images_run_fast_without_all_pairs(tmp_path, monkeypatch):
     images[1500:1515] = np.clip(images[100:115].astype(int) + 5, 0, 255)  # brighter copies
     container = tmp_path / "images.npy"
     np.save(container, images)
-    source = ArrayImages((container,), 2000, lambda: np.load(container))
+    source = ArrayImages((container,), 2000, lambda: np.load(container), (32, 32))
     brighter = lambda: np.clip(np.load(container)[200:205].astype(int) + 5, 0, 255).astype(np.uint8)  # noqa: E731
-    test_source = ArrayImages((container,), 5, brighter)
+    test_source = ArrayImages((container,), 5, brighter, (32, 32))
     comp = Competition(
         name="big", root=tmp_path, layout="npz", classes=("a", "b"), train_ids=tuple(f"i{i}" for i in range(2000)),
         train_labels=tuple(i % 2 for i in range(2000)), train_images=source, test_ids=tuple("abcde"),

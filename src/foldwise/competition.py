@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import logging
 from collections.abc import Callable
@@ -37,11 +38,19 @@ class SubmissionFormat:
 
 @dataclass(frozen=True)
 class ArrayImages:
-    """Images stored inside container files (CIFAR pickles, IDX), not one file per image."""
+    """Images stored inside container files (CIFAR pickles, IDX), not one file per image.
+
+    `load` runs once: its array is kept for later calls (the cache, duplicate search and data summary all read it;
+    containers are small enough, CIFAR-100's train pickle is 150 MB). `image_shape` is known without loading.
+    """
 
     files: tuple[Path, ...]  # the containers: named in errors, and their sizes/mtimes key the cache
     count: int
     load: Callable[[], np.ndarray]  # -> uint8 (count, H, W, 3) or (count, H, W)
+    image_shape: tuple[int, int]  # (H, W) of every image, from the container's header
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "load", functools.cache(self.load))
 
     def __len__(self) -> int:
         return self.count
@@ -166,8 +175,7 @@ def native_image_size(source: ImageSource, sample: int = 256) -> int:
     from PIL import Image
 
     if isinstance(source, ArrayImages):
-        shape = source.load().shape
-        return int(min(shape[1], shape[2])) if len(shape) >= 3 else 0
+        return min(source.image_shape)
     if not source:
         return 0
     picks = np.unique(np.linspace(0, len(source) - 1, min(sample, len(source))).round().astype(int))

@@ -15,10 +15,10 @@ from foldwise.competition import ArrayImages
 def image_stats(paths, sample: int = 200, seed: int = 0) -> dict:
     """Most common (width x height) sizes and PIL modes among a seeded sample of image headers."""
     if isinstance(paths, ArrayImages):
-        shape = paths.load().shape
+        height, width = paths.image_shape
         return {
-            "sampled": shape[0],
-            "sizes": f"{shape[2]}x{shape[1]} (all)",
+            "sampled": len(paths),
+            "sizes": f"{width}x{height} (all)",
             "modes": "arrays in " + ", ".join(p.name for p in paths.files[:4]),
         }
     rng = np.random.default_rng(seed)

@@ -106,19 +106,21 @@ def images_of(batch: dict, path: Path) -> np.ndarray:
     return data.reshape(-1, 3, side, side).transpose(0, 2, 3, 1)
 
 
-def array_images(paths: tuple[Path, ...], count: int) -> ArrayImages:
+def array_images(paths: tuple[Path, ...], count: int, side: int) -> ArrayImages:
     """Images of the pickles `paths`, concatenated in order, unpickled only when the cache needs them."""
 
     def load() -> np.ndarray:
         parts = [images_of(load_pickle(p), p) for p in paths]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    return ArrayImages(paths, count, load)
+    return ArrayImages(paths, count, load, (side, side))
 
 
-def read_split(paths: tuple[Path, ...], key: bytes, n_classes: int) -> np.ndarray:
-    """Labels of every image in `paths`, in order."""
-    return np.concatenate([batch_labels(load_pickle(p), key, p, n_classes) for p in paths])
+def read_split(paths: tuple[Path, ...], key: bytes, n_classes: int) -> tuple[np.ndarray, int]:
+    """(labels of every image in `paths` in order, the images' side in px)."""
+    batches = [(load_pickle(p), p) for p in paths]
+    side = images_of(*batches[0]).shape[1]
+    return np.concatenate([batch_labels(batch, key, p, n_classes) for batch, p in batches]), side
 
 
 def read(root: Path) -> Competition:
@@ -147,18 +149,18 @@ def read(root: Path) -> Competition:
         other = "coarse" if label_set == "fine" else "fine"
         detail = (f"CIFAR-100 python pickles{where}, {label_set} labels ({len(classes)} classes; "
                   f"`cifar_labels: {other}` in {root.name}/foldwise.yaml switches)")  # fmt: skip
-    train_labels = read_split(train_paths, key, len(classes))
-    test_labels = read_split((test_path,), key, len(classes))
+    train_labels, train_side = read_split(train_paths, key, len(classes))
+    test_labels, test_side = read_split((test_path,), key, len(classes))
     split = TestSplit(
         f"CIFAR-{variant} {test_path.name}", numbered_ids("test", len(test_labels)),
-        array_images((test_path,), len(test_labels)), tuple(classes[i] for i in test_labels),
+        array_images((test_path,), len(test_labels), test_side), tuple(classes[i] for i in test_labels),
     )  # fmt: skip
     fmt, test, notes = choose_test_split(root, classes, [split])
     solution = root / "solution.csv"
     return Competition(
         name=root.name, root=root, layout="cifar", classes=classes,
         train_ids=numbered_ids("train", len(train_labels)), train_labels=tuple(int(i) for i in train_labels),
-        train_images=array_images(train_paths, len(train_labels)),
+        train_images=array_images(train_paths, len(train_labels), train_side),
         test_ids=test.ids, test_images=test.images, submission=fmt,
         solution_path=solution if solution.is_file() else None, solution_labels=test.labels,
         layout_detail=detail, test_description=test.description(), notes=tuple(notes),

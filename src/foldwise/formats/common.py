@@ -45,7 +45,7 @@ def take(images: ImageSource, order: Sequence[int], extra_file: Path) -> ImageSo
     """The images in `order`; array images also key their cache on `extra_file` (the file that set the order)."""
     if isinstance(images, ArrayImages):
         index = np.asarray(order, dtype=np.int64)
-        return ArrayImages(images.files + (extra_file,), len(index), lambda: images.load()[index])
+        return ArrayImages(images.files + (extra_file,), len(index), lambda: images.load()[index], images.image_shape)
     return tuple(images[i] for i in order)
 
 

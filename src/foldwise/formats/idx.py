@@ -124,7 +124,7 @@ def array_images(path: Path, count: int) -> ArrayImages:
             raise FoldwiseError(f"{path}: holds {len(images)} images, its header said {count}; download it again.")
         return images
 
-    return ArrayImages((path,), count, load)
+    return ArrayImages((path,), count, load, read_header(path)[1][1:3])
 
 
 def read(root: Path) -> Competition:
