@@ -65,28 +65,29 @@ def decode_image(path: Path, size: int) -> np.ndarray:
         raise FoldwiseError(f"{path}: cannot decode this image ({e}). Replace or remove the file.") from e
 
 
-def _decode_chunk(args: tuple[list[Path], int]) -> tuple[np.ndarray, list[str]]:
-    """Decoded images of one chunk (zeros where a file failed) and the failures' messages."""
-    paths, size = args
-    out, failed = np.zeros((len(paths), size, size, 3), dtype=np.uint8), []
-    for i, p in enumerate(paths):
-        try:
-            out[i] = decode_image(p, size)
-        except FoldwiseError as e:
-            failed.append(str(e))
-    return out, failed
-
-
-def _decode_chunk_into(args: tuple[str, int, tuple[int, ...], int, list[Path]]) -> tuple[int, list[str]]:
-    """Decode one chunk straight into the shared output file (no pickling of pixels back to the parent)."""
-    filename, offset, shape, start, paths = args
-    out = np.memmap(filename, dtype=np.uint8, mode="r+", offset=offset, shape=shape)
+def _decode_into(out: np.ndarray, start: int, paths: list[Path], size: int) -> list[str]:
+    """Decode `paths` into out[start:]; a file that fails leaves its row as it was and adds its message."""
     failed = []
     for i, p in enumerate(paths):
         try:
-            out[start + i] = decode_image(p, shape[1])
+            out[start + i] = decode_image(p, size)
         except FoldwiseError as e:
             failed.append(str(e))
+    return failed
+
+
+def _decode_chunk(args: tuple[list[Path], int]) -> tuple[np.ndarray, list[str]]:
+    """Worker task: decoded images of one chunk (zeros where a file failed) and the failures' messages."""
+    paths, size = args
+    out = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
+    return out, _decode_into(out, 0, paths, size)
+
+
+def _decode_chunk_into(args: tuple[str, int, tuple[int, ...], int, list[Path]]) -> tuple[int, list[str]]:
+    """Worker task: decode one chunk straight into the shared output file (no pixels pickled back)."""
+    filename, offset, shape, start, paths = args
+    out = np.memmap(filename, dtype=np.uint8, mode="r+", offset=offset, shape=shape)
+    failed = _decode_into(out, start, paths, shape[1])
     del out  # unmaps; the pages are the parent's file pages, flushed by it
     return len(paths), failed
 
@@ -101,37 +102,36 @@ def cache_key(source: ImageSource, size: int) -> str:
     return digest.hexdigest()[:16]
 
 
+def _copied_back(out: np.ndarray, chunks, results):
+    """(count, errors) per chunk, copying each chunk's pixels returned by a worker into `out`."""
+    for (start, _), (batch, errors) in zip(chunks, results):
+        out[start : start + len(batch)] = batch
+        yield len(batch), errors
+
+
 def decode_images(paths: Sequence[Path], size: int, out: np.ndarray, desc: str, workers: int) -> None:
     """Fill `out` with decoded images, in parallel worker processes when there are enough of them.
 
     When `out` is a file-backed memory map (the cache), workers write their chunks straight into the file's
     pages and send back only error messages; otherwise they return each chunk's pixels.
     """
-    starts = range(0, len(paths), CHUNK)
+    chunks = [(start, list(paths[start : start + CHUNK])) for start in range(0, len(paths), CHUNK)]
     bar = progress(total=len(paths), desc=desc, unit="img")
     failed: list[str] = []
     pool = None
     try:
-        if workers <= 1 or len(starts) <= 1:
-            for start in starts:
-                batch, errors = _decode_chunk((list(paths[start : start + CHUNK]), size))
-                out[start : start + len(batch)] = batch
-                failed += errors
-                bar.update(len(batch))
+        if workers <= 1 or len(chunks) <= 1:
+            results = ((len(chunk), _decode_into(out, start, chunk, size)) for start, chunk in chunks)
         else:
             pool = ProcessPoolExecutor(max_workers=workers)
-            shared_file = isinstance(out, np.memmap) and isinstance(out.base, mmap.mmap) and out.mode in ("r+", "w+")
-            if shared_file:
-                tasks = [(str(out.filename), out.offset, out.shape, s, list(paths[s : s + CHUNK])) for s in starts]
-                for n, errors in pool.map(_decode_chunk_into, tasks):
-                    failed += errors
-                    bar.update(n)
+            if isinstance(out, np.memmap) and isinstance(out.base, mmap.mmap) and out.mode in ("r+", "w+"):
+                tasks = [(str(out.filename), out.offset, out.shape, start, chunk) for start, chunk in chunks]
+                results = pool.map(_decode_chunk_into, tasks)
             else:
-                tasks = [(list(paths[s : s + CHUNK]), size) for s in starts]
-                for start, (batch, errors) in zip(starts, pool.map(_decode_chunk, tasks)):
-                    out[start : start + len(batch)] = batch
-                    failed += errors
-                    bar.update(len(batch))
+                results = _copied_back(out, chunks, pool.map(_decode_chunk, [(chunk, size) for _, chunk in chunks]))
+        for n, errors in results:
+            failed += errors
+            bar.update(n)
     finally:
         bar.close()
         if pool is not None:
