@@ -176,6 +176,11 @@ class Trainer:
             yield x, self.labels[index].to(device, non_blocking=True)
 
     @property
+    def uses_tta(self) -> bool:
+        """predict() averages more views than the plain one (see tta_views)."""
+        return self.data.tta_hflip or self.data.tta_translate > 0
+
+    @property
     def final_model(self):
         """The weights that are evaluated, predicted with and saved: the EMA when enabled."""
         return self.ema.module if self.ema is not None else self.module

@@ -52,6 +52,9 @@ def default_recipes(comp: Competition, configs_dir: Path) -> list[Path]:
     return [Path(configs_dir) / f"{name}.yaml" for name in names]
 
 
+RUN_IDENTITY = ("recipe", "folds_sha256", "classes", "weights_sha256")  # a finished run with others is refused
+
+
 def run_seed(recipe: Recipe, fold: int | None) -> int:
     """Seed of one run: the recipe's seed combined with the fold (the full retrain counts as fold 99)."""
     return recipe.run.seed * 100 + (99 if fold is None else fold)
@@ -81,7 +84,7 @@ def skip_finished(run_dir: Path, fold: int | None, meta: dict) -> bool:
     if not is_finished(run_dir, fold):
         return False
     old = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-    for key in ("recipe", "folds_sha256", "classes", "weights_sha256"):
+    for key in RUN_IDENTITY:
         if old.get(key) != meta.get(key):
             raise FoldwiseError(
                 f"{run_dir}: already trained with a different {key.replace('_sha256', ' file')}. "

@@ -28,7 +28,7 @@ from foldwise.fileio import write_atomic, write_text_atomic
 from foldwise.folds import read_folds
 from foldwise.models import create_model, normalization, resolve_weights_file
 from foldwise.optim import create_optimizer_and_scheduler
-from foldwise.runs import resolve_recipe, run_meta, skip_finished
+from foldwise.runs import RUN_IDENTITY, resolve_recipe, run_meta, skip_finished
 from foldwise.stream import choose_pipeline
 from foldwise.workspace import Workspace
 
@@ -55,9 +55,10 @@ def init_data_dependent(model, images: np.ndarray, rows: list[int], mean, std, c
 
 
 def resident(images: np.ndarray, pipeline: str, device: torch.device):
-    """The tensor path wraps the memory-mapped uint8 cache as a tensor (no copy in RAM; pages load on first use)
-    and moves it to the GPU when there is one; the streaming path keeps the memory map for its workers."""
-    return torch.from_numpy(images).to(device) if pipeline == "tensor" else images
+    """The tensor path wraps the memory-mapped uint8 cache (the features path, its feature array) as a tensor (no
+    copy in RAM; pages load on first use) and moves it to the GPU when there is one; the streaming path keeps the
+    memory map for its workers."""
+    return images if pipeline == "stream" else torch.from_numpy(images).to(device)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -110,7 +111,7 @@ def resume(run_dir: Path, meta: dict, trainer: Trainer, generator: torch.Generat
     if not path.exists():
         return 0, []
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    for key in ("recipe", "folds_sha256", "classes", "seed", "weights_sha256"):
+    for key in (*RUN_IDENTITY, "seed"):
         if ckpt["meta"].get(key) != meta.get(key):
             raise FoldwiseError(f"{path}: an unfinished run with a different {key}; pass --force to start over.")
     trainer.load_state_dict(ckpt["trainer"])
@@ -165,7 +166,7 @@ def train_run(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace
             model, train_array, test_array, ws.cache_dir(comp.name), recipe, weights_file, mean, std, device, bf16
         )
         pipeline, trained, trainer_recipe = "features", model.get_classifier(), features.head_recipe(recipe)
-        batcher = features.FeatureBatcher(torch.from_numpy(train_array).to(device), device)
+        batcher = features.FeatureBatcher(resident(train_array, pipeline, device), device)
     else:
         pipeline = choose_pipeline(recipe.data.pipeline, len(train_array) + len(test_array), size, device)
         batcher = Batcher(resident(train_array, pipeline, device), mean, std, device, recipe.run.channels_last)
@@ -205,14 +206,11 @@ def train_run(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace
         write_atomic(run_dir / CHECKPOINT, lambda p, c=checkpoint: torch.save(c, p))
 
     if len(valid):
-        tta = trainer_recipe.data.tta_hflip or trainer_recipe.data.tta_translate > 0
         # Without TTA the last epoch's logits are the OOF logits; predict again after a resume with no epoch left.
-        oof_logits = trainer.predict(valid, desc="valid") if tta or epoch_logits is None else epoch_logits
+        oof_logits = trainer.predict(valid, desc="valid") if trainer.uses_tta or epoch_logits is None else epoch_logits
         meta["oof_score"] = score_logits(oof_logits, labels[valid].numpy())  # with TTA; history.csv is without
     trainer.recalibrate_bn()  # on the training images, before they are swapped for the test images
-    batcher.images = (
-        torch.from_numpy(test_array).to(device) if pipeline == "features" else resident(test_array, pipeline, device)
-    )
+    batcher.images = resident(test_array, pipeline, device)
     test_logits = trainer.predict(torch.arange(len(test_array)), desc="test")
     d.barrier()
     if not d.is_main:  # rank 0 alone writes the artifacts
