@@ -26,6 +26,7 @@ from foldwise.leakage import (
     perceptual_hashes,
     popcount64,
 )
+from foldwise.workspace import Workspace
 
 
 def digit_pictures(per_class: int, offset: int = 0) -> tuple[list[np.ndarray], list[int]]:
@@ -275,3 +276,22 @@ def test_cli_folds_warns_about_test_images_like_training_images(tiny_comp, capsy
     assert "warning: 1 test image(s) look like training images" in out
     assert f"looks like train {comp.train_ids[4]}" in out
     assert (root / "folds" / "tiny.csv").read_text().startswith("id,label,fold\n")
+
+
+def test_report_without_duplicate_search_reads_no_image(tiny_comp, monkeypatch):
+    """With --no-dedup folds the report says duplicates were not checked, or counts exact copies from the cached
+    fingerprints of an earlier search; it never re-reads the images for it."""
+    from foldwise import datasummary
+    from foldwise.cli import main
+    from foldwise.report import duplicates_text
+
+    root = tiny_comp.parents[1]
+    ws, comp = Workspace(root), load_competition(tiny_comp)
+    assert main(["--root", str(root), "folds", str(tiny_comp), "--no-dedup"]) == 0
+    monkeypatch.setattr(datasummary, "file_digest", lambda p: pytest.fail(f"read {p}"))
+    assert "not checked" in duplicates_text(ws, comp)
+    monkeypatch.undo()
+    assert main(["--root", str(root), "folds", str(tiny_comp), "--force"]) == 0  # a search fills the cache
+    assert main(["--root", str(root), "folds", str(tiny_comp), "--no-dedup", "--force"]) == 0
+    monkeypatch.setattr(datasummary, "file_digest", lambda p: pytest.fail(f"read {p}"))
+    assert "exact content only, from an earlier duplicate search's cache" in duplicates_text(ws, comp)

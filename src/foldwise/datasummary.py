@@ -44,9 +44,9 @@ def digests(source) -> list[str]:
     return [file_digest(p) for p in source]
 
 
-def exact_duplicates(train, test) -> dict:
+def exact_duplicates(train_digests: list[str], test_digests: list[str]) -> dict:
     """Groups of byte-identical training images, and test images identical to some training image."""
-    train_hashes = Counter(digests(train))
+    train_hashes = Counter(train_digests)
     groups = sum(1 for n in train_hashes.values() if n > 1)
-    overlap = sum(1 for d in digests(test) if d in train_hashes)
+    overlap = sum(1 for d in test_digests if d in train_hashes)
     return {"train_groups": groups, "train_test": overlap}

@@ -160,9 +160,23 @@ def thumbnail_hashes(source: ImageSource, split: str, workers: int | None = None
     return hashes, detail
 
 
+def fingerprints_path(source: ImageSource, cache_dir: Path, split: str) -> Path:
+    """Where fingerprints() caches `source`'s hashes (keyed like the decode cache)."""
+    return Path(cache_dir) / f"{HASH_VERSION}-{split}-{cache_key(source, HASH_SIZE)}.npz"
+
+
+def cached_digests(source: ImageSource, cache_dir: Path, split: str) -> list[str] | None:
+    """The content digests an earlier fingerprints() call cached for this exact data, else None (nothing is read)."""
+    path = fingerprints_path(source, cache_dir, split)
+    if not path.exists():
+        return None
+    with np.load(path) as f:
+        return [str(d) for d in f["digests"]]
+
+
 def fingerprints(source: ImageSource, cache_dir: Path, split: str, workers: int | None = None):
     """(pHashes, detail, content digests) of every image; cached in `cache_dir` under the decode cache's key."""
-    path = Path(cache_dir) / f"{HASH_VERSION}-{split}-{cache_key(source, HASH_SIZE)}.npz"
+    path = fingerprints_path(source, cache_dir, split)
     if path.exists():
         with np.load(path) as f:
             return f["hashes"], f["detail"], [str(d) for d in f["digests"]]

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from foldwise import datasummary, plots
+from foldwise import datasummary, leakage, plots
 from foldwise.blend import SIGNIFICANCE, load_oof
 from foldwise.competition import Competition
 from foldwise.ensemble import FittedBlend, softmax
@@ -101,11 +101,17 @@ def duplicates_text(ws: Workspace, comp: Competition) -> str:
     """What `foldwise folds` found (exact + perceptual-hash near duplicates), from the folds sidecar."""
     sidecar = ws.folds_csv(comp.name).with_suffix(".json")
     found = json.loads(sidecar.read_text()).get("duplicates", {}) if sidecar.exists() else {}
-    if not found.get("train_duplicate_groups") and "test_images_like_train" not in found:
-        exact = datasummary.exact_duplicates(comp.train_images, comp.test_images)
-        return (f"Duplicates (exact content only; run `foldwise folds` without --no-dedup for near-duplicates): "
-                f"{exact['train_groups']} groups within train, {exact['train_test']} test images identical to a "
-                "training image.")  # fmt: skip
+    if "test_images_like_train" not in found:  # folds ran with --no-dedup (or before duplicate search existed)
+        cache = ws.cache_dir(comp.name)
+        train, test = (leakage.cached_digests(s, cache, n) for s, n in ((comp.train_images, "train"),
+                                                                         (comp.test_images, "test")))  # fmt: skip
+        if train is None or test is None:
+            return ("Duplicates: not checked (`foldwise folds` ran with --no-dedup); run it without --no-dedup to "
+                    "find exact and near duplicates and keep them inside one fold.")  # fmt: skip
+        exact = datasummary.exact_duplicates(train, test)
+        return (f"Duplicates (exact content only, from an earlier duplicate search's cache; the folds ignore them "
+                f"(--no-dedup)): {exact['train_groups']} groups within train, {exact['train_test']} test images "
+                "identical to a training image.")  # fmt: skip
     return (
         f"Duplicates (`foldwise folds`, {found['hash']}, threshold {found['near_duplicate_threshold']} bits): "
         f"{found['train_duplicate_groups']} groups within train ({found['train_images_in_groups']} images, "
