@@ -156,3 +156,34 @@ def test_cache_is_wrapped_by_torch_without_a_copy(tmp_path):
     assert isinstance(images, np.memmap)
     tensor = torch.from_numpy(images)
     assert tensor.data_ptr() == images.ctypes.data and int(tensor[1, 0, 0, 0]) == 1
+
+
+def _cache_in_child(args):
+    paths, cache = args
+    return np.array(cached_images(paths, 4, cache, "train", workers=1)).sum()
+
+
+def test_processes_building_the_same_cache_take_turns(tmp_path, monkeypatch):
+    """Two processes (parallel folds, DDP ranks) asking for the same missing cache: one decodes, the other waits
+    for its lock and maps the finished file."""
+    import multiprocessing
+    import time
+
+    from foldwise import cache as cache_module
+
+    paths = []
+    for i in range(20):
+        Image.fromarray(np.full((4, 4, 3), i, dtype=np.uint8)).save(tmp_path / f"{i}.png")
+        paths.append(tmp_path / f"{i}.png")
+    log, real = tmp_path / "builds.log", cache_module._write_cache
+
+    def slow_write(*args):
+        with open(log, "a") as f:
+            f.write("build\n")
+        time.sleep(1.0)  # long enough that the other process arrives while this one builds
+        real(*args)
+
+    monkeypatch.setattr(cache_module, "_write_cache", slow_write)
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        sums = pool.map(_cache_in_child, [(paths, tmp_path / "cache")] * 2)
+    assert log.read_text() == "build\n" and sums[0] == sums[1] == sum(range(20)) * 48

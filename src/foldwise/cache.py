@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from foldwise.competition import ArrayImages, ImageSource
 from foldwise.errors import FoldwiseError
-from foldwise.fileio import atomic_path
+from foldwise.fileio import atomic_path, exclusive
 from foldwise.progress import progress
 
 CHUNK = 256  # images per worker task
@@ -158,16 +158,23 @@ def cached_images(source: ImageSource, size: int, cache_dir: Path, split: str, w
     """(N, size, size, 3) uint8 array for `source`, decoded once and memory-mapped from `cache_dir`."""
     path = Path(cache_dir) / f"{split}-{size}px-{cache_key(source, size)}.npy"
     if not path.exists():
-        workers = workers or min(os.cpu_count() or 1, 8)
-        with atomic_path(path) as tmp:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(source), size, size, 3))
-            desc = f"decode {split} {size}px"
-            if isinstance(source, ArrayImages):
-                resize_array_images(source, size, out, desc)
-            else:
-                decode_images(source, size, out, desc=desc, workers=workers)
-            out.flush()
-            del out
+        with exclusive(path):  # another process may be decoding the same data: wait, then use its file
+            if not path.exists():
+                _write_cache(source, size, path, split, workers)
     # Copy-on-write map: torch can wrap it without a copy (a read-only map would need one), and the file is never
     # modified, so a 100k x 64x64x3 cache is never held twice in RAM.
     return np.load(path, mmap_mode="c")
+
+
+def _write_cache(source: ImageSource, size: int, path: Path, split: str, workers: int | None) -> None:
+    """Decode `source` into the .npy at `path`, atomically (no half-written cache is ever left)."""
+    workers = workers or min(os.cpu_count() or 1, 8)
+    with atomic_path(path) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(source), size, size, 3))
+        desc = f"decode {split} {size}px"
+        if isinstance(source, ArrayImages):
+            resize_array_images(source, size, out, desc)
+        else:
+            decode_images(source, size, out, desc=desc, workers=workers)
+        out.flush()
+        del out

@@ -22,7 +22,7 @@ from foldwise.augment import to_model_input
 from foldwise.config import Recipe
 from foldwise.engine import autocast, tta_views
 from foldwise.errors import FoldwiseError
-from foldwise.fileio import sha256_file, write_atomic
+from foldwise.fileio import exclusive, sha256_file, write_atomic
 from foldwise.progress import progress
 
 log = logging.getLogger(__name__)
@@ -104,12 +104,18 @@ def cached_features(model: nn.Module, train: np.ndarray, test: np.ndarray, cache
     """(train features, test features) float32 arrays, computed on the first call and read from the cache after."""
     key = features_key(recipe, weights, [train, test], mean, std, bf16)
     path = Path(cache_dir) / f"features-{recipe.model.name}-{key}.npz"
-    if path.exists():
-        with np.load(path) as f:
+    with exclusive(path):  # DDP ranks or parallel folds wait for the first one's features
+        if not path.exists():
+            _write_features(model, train, test, path, recipe, mean, std, device, bf16)
+        else:
             log.info("%s: backbone features from the cache", path)
-            return f["train"], f["test"]
+    with np.load(path) as f:
+        return f["train"], f["test"]
+
+
+def _write_features(model, train, test, path: Path, recipe: Recipe, mean, std, device, bf16: bool) -> None:
+    """Extract and save the features of every training and test image, atomically."""
     train_features = extract(model, train, mean, std, recipe, device, bf16, "features train")
     test_features = extract(model, test, mean, std, recipe, device, bf16, "features test")
     write_atomic(path, lambda p: np.savez(p, train=train_features, test=test_features))
     log.info("%s: %d + %d backbone features of width %d cached", path, len(train), len(test), train_features.shape[1])
-    return train_features, test_features

@@ -141,12 +141,9 @@ def train_run(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace
     d = init_distributed(device)
     device = local_device(device, d)
     size = recipe.data.image_size
-    if not d.is_main:
-        d.barrier()  # rank 0 decodes the cache first; the others then memory-map it
+    # One process decodes a missing cache; other ranks (or parallel folds) wait on its lock, then map the file.
     train_array = cached_images(comp.train_images, size, ws.cache_dir(comp.name), "train")
     test_array = cached_images(comp.test_images, size, ws.cache_dir(comp.name), "test")
-    if d.is_main:
-        d.barrier()
 
     if recipe.run.threads and device.type == "cpu":
         torch.set_num_threads(recipe.run.threads)
