@@ -3,8 +3,8 @@
     python bench/bench_decode.py [--n 50000] [--size 32] [--repeats 3] [--workers 0]
 
 Writes N small JPEGs (smooth random pictures, size x size) into a temp dir once, then decodes all of them with
-`foldwise.cache.decode_images` (one worker process per core), with the same function in one process, and with a plain
-PIL loop (open, convert("RGB"), copy into the array), interleaved --repeats times. foldwise writes into a
+`foldwise.data.cache.decode_images` (one worker process per core), with the same function in one process, and with a
+plain PIL loop (open, convert("RGB"), copy into the array), interleaved --repeats times. foldwise writes into a
 memory-mapped .npy file as its cache does (its workers write straight into the file's pages); the PIL loop writes
 into an array in RAM, the cheaper target, so the ratio is not flattered. Prints img/s and median ratios to
 the PIL loop. Goal on the 2-core dev machine: >= 1.8x. Results: see README "Performance notes".
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from foldwise.cache import decode_images
+from foldwise.data.cache import decode_images
 
 
 def write_jpegs(directory: Path, n: int, size: int, seed: int = 0) -> list[Path]:

@@ -18,12 +18,12 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from foldwise.competition import load_competition
 from foldwise.config import load_recipe
-from foldwise.demo import build_fashion_mnist
-from foldwise.folds import make_folds, write_folds
-from foldwise.runs import resolve_recipe
-from foldwise.train import train_run
+from foldwise.data.competition import load_competition
+from foldwise.data.demo import build_fashion_mnist
+from foldwise.data.folds import make_folds, write_folds
+from foldwise.training.runs import resolve_recipe
+from foldwise.training.train import train_run
 from foldwise.workspace import Workspace
 
 

@@ -15,7 +15,7 @@ import time
 import timm
 import torch
 
-import foldwise.models  # noqa: F401  (registers foldwise_* models in timm)
+import foldwise.training.models  # noqa: F401  (registers foldwise_* models in timm)
 
 VARIANTS = {"fp32": (False, False), "channels_last": (True, False), "bf16": (False, True), "bf16+cl": (True, True)}
 

@@ -19,7 +19,7 @@ every image once, then the classifier on them); its CPU time is measured and pri
   each run ends annealed however many steps it got. The loop applies the recipe's crop/flip and label smoothing
   (not mixup or random erasing).
 - foldwise's public pieces do the rest: load_competition, cached_images, create_model (the recipe's
-  pretrained_file), normalization, Batcher augmentation, timm's optimizer via foldwise.optim, Trainer.predict.
+  pretrained_file), normalization, Batcher augmentation, timm's optimizer via foldwise.training.optim, Trainer.predict.
 """
 
 from __future__ import annotations
@@ -36,15 +36,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from foldwise.cache import cached_images
-from foldwise.competition import Competition, load_competition
+from foldwise.blending.submit import score_submission, submission_frame
 from foldwise.config import Recipe, load_recipe
-from foldwise.engine import Batcher, Trainer
-from foldwise.folds import make_folds, write_folds
-from foldwise.models import create_model, normalization
-from foldwise.optim import create_optimizer_and_scheduler
-from foldwise.submit import score_submission, submission_frame
-from foldwise.train import train_run
+from foldwise.data.cache import cached_images
+from foldwise.data.competition import Competition, load_competition
+from foldwise.data.folds import make_folds, write_folds
+from foldwise.training.engine import Batcher, Trainer
+from foldwise.training.models import create_model, normalization
+from foldwise.training.optim import create_optimizer_and_scheduler
+from foldwise.training.train import train_run
 from foldwise.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]

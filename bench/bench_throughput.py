@@ -22,12 +22,12 @@ import torchvision
 from timm.optim import create_optimizer_v2
 from torch.utils.data import DataLoader
 
-import foldwise.models  # noqa: F401  (registers foldwise_* models)
-from foldwise.cache import cached_images
-from foldwise.competition import load_competition
+import foldwise.training.models  # noqa: F401  (registers foldwise_* models)
 from foldwise.config import recipe_from_dict
-from foldwise.engine import Batcher, Trainer
-from foldwise.optim import create_optimizer_and_scheduler
+from foldwise.data.cache import cached_images
+from foldwise.data.competition import load_competition
+from foldwise.training.engine import Batcher, Trainer
+from foldwise.training.optim import create_optimizer_and_scheduler
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-mini.tar.gz"
 

@@ -9,7 +9,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 from foldwise.config import recipe_from_dict
-from foldwise.demo import write_competition
+from foldwise.data.demo import write_competition
 
 CLASSES = [str(c) for c in range(10)]
 
@@ -52,10 +52,10 @@ def reload_run(comp, ws, run_dir: Path, image_size: int):
     """(model.pt reloaded as an eval-mode model, its checkpoint, oof.npz, the plain model input of the OOF rows)."""
     import torch
 
-    from foldwise.cache import cached_images
     from foldwise.config import ModelConfig
-    from foldwise.engine import Batcher
-    from foldwise.models import create_model
+    from foldwise.data.cache import cached_images
+    from foldwise.training.engine import Batcher
+    from foldwise.training.models import create_model
 
     ckpt = torch.load(run_dir / "model.pt", weights_only=False)
     model = create_model(ModelConfig(**ckpt["recipe"]["model"]), len(comp.classes))

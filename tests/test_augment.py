@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from foldwise.augment import crop_flip, reflect_index, to_model_input
+from foldwise.training.augment import crop_flip, reflect_index, to_model_input
 
 
 def test_no_padding_no_flip_is_identity():

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from foldwise.blend import OOF, candidates, check_aligned, compare, load_oof, write_blend
-from foldwise.ensemble import FittedBlend
+from foldwise.blending.blend import OOF, candidates, check_aligned, compare, load_oof, write_blend
+from foldwise.blending.ensemble import FittedBlend
 from foldwise.errors import FoldwiseError
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from foldwise.cache import cached_images, decode_image, decode_images
+from foldwise.data.cache import cached_images, decode_image, decode_images
 from foldwise.errors import FoldwiseError
 
 
@@ -169,7 +169,7 @@ def test_processes_building_the_same_cache_take_turns(tmp_path, monkeypatch):
     import multiprocessing
     import time
 
-    from foldwise import cache as cache_module
+    from foldwise.data import cache as cache_module
 
     paths = []
     for i in range(20):

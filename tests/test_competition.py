@@ -1,4 +1,4 @@
-"""Unit tests for foldwise.competition and foldwise.formats: layout detection, csv/folder readers, IDX files."""
+"""Unit tests for foldwise.data.competition and foldwise.data.formats: layout detection, csv/folder readers, IDX."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from foldwise.competition import load_competition, sort_class_names
-from foldwise.demo import write_competition
+from foldwise.data.competition import load_competition, sort_class_names
+from foldwise.data.demo import write_competition
+from foldwise.data.formats import detect_layout
+from foldwise.data.formats.idx import read_idx
 from foldwise.errors import FoldwiseError
-from foldwise.formats import detect_layout
-from foldwise.formats.idx import read_idx
 
 # ---- csv layout ----
 

@@ -12,7 +12,7 @@ import yaml
 
 from conftest import make_tiny_competition, tiny_recipe
 from foldwise.cli import main
-from foldwise.distributed import Dist, gather_sharded, shard
+from foldwise.training.distributed import Dist, gather_sharded, shard
 
 
 def test_shard_and_gather_are_inverse_single_process():

@@ -1,4 +1,4 @@
-"""Unit tests for foldwise.ensemble on synthetic logits whose right answer is known by construction."""
+"""Unit tests for foldwise.blending.ensemble on synthetic logits whose right answer is known by construction."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from foldwise import ensemble
-from foldwise.ensemble import (
+from foldwise.blending import ensemble
+from foldwise.blending.ensemble import (
     METHODS,
     FittedBlend,
     bootstrap_ci,

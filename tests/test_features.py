@@ -10,14 +10,14 @@ import timm
 import torch
 
 from conftest import reload_run, tiny_recipe
-from foldwise.augment import random_resized_crop
-from foldwise.competition import load_competition
 from foldwise.config import ModelConfig, load_recipe
+from foldwise.data.competition import load_competition
+from foldwise.data.folds import make_folds, write_folds
 from foldwise.errors import FoldwiseError
-from foldwise.folds import make_folds, write_folds
-from foldwise.models import create_model
-from foldwise.stream import train_transform
-from foldwise.train import train_run
+from foldwise.training.augment import random_resized_crop
+from foldwise.training.models import create_model
+from foldwise.training.stream import train_transform
+from foldwise.training.train import train_run
 from foldwise.workspace import Workspace
 
 

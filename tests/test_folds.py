@@ -1,4 +1,4 @@
-"""Unit tests for foldwise.folds: stratified assignment, the folds CSV contract, and its validation."""
+"""Unit tests for foldwise.data.folds: stratified assignment, the folds CSV contract, and its validation."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from foldwise.competition import Competition, SubmissionFormat, load_competition
+from foldwise.data.competition import Competition, SubmissionFormat, load_competition
+from foldwise.data.folds import folds_csv_text, make_folds, read_folds, validate_folds, write_folds
 from foldwise.errors import FoldwiseError
-from foldwise.folds import folds_csv_text, make_folds, read_folds, validate_folds, write_folds
 
 
 def fake_comp(counts: dict[str, int], prefix: str = "img") -> Competition:

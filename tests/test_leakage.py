@@ -13,11 +13,10 @@ import pytest
 from PIL import Image
 
 from conftest import digit_arrays
-from foldwise import leakage
 from foldwise.cli import main
-from foldwise.competition import ArrayImages, Competition, SubmissionFormat, load_competition
-from foldwise.errors import FoldwiseError
-from foldwise.leakage import (
+from foldwise.data import leakage
+from foldwise.data.competition import ArrayImages, Competition, SubmissionFormat, load_competition
+from foldwise.data.leakage import (
     bands,
     find_duplicates,
     group_ids,
@@ -26,6 +25,7 @@ from foldwise.leakage import (
     perceptual_hashes,
     popcount64,
 )
+from foldwise.errors import FoldwiseError
 from foldwise.workspace import Workspace
 
 
@@ -281,9 +281,9 @@ def test_cli_folds_warns_about_test_images_like_training_images(tiny_comp, capsy
 def test_report_without_duplicate_search_reads_no_image(tiny_comp, monkeypatch):
     """With --no-dedup folds the report says duplicates were not checked, or counts exact copies from the cached
     fingerprints of an earlier search; it never re-reads the images for it."""
-    from foldwise import datasummary
     from foldwise.cli import main
-    from foldwise.report import duplicates_text
+    from foldwise.data import datasummary
+    from foldwise.reporting.report import duplicates_text
 
     root = tiny_comp.parents[1]
     ws, comp = Workspace(root), load_competition(tiny_comp)

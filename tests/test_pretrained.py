@@ -15,7 +15,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from foldwise.config import ModelConfig, load_recipe
 from foldwise.errors import FoldwiseError
-from foldwise.models import PACKAGED_WEIGHTS, create_model, normalization, resolve_weights_file
+from foldwise.training.models import PACKAGED_WEIGHTS, create_model, normalization, resolve_weights_file
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY = {"name": "foldwise_cnn", "kwargs": {"widths": [8, 16, 16]}}  # 42 tensors + a 16 -> classes head

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from foldwise.config import load_recipe
-from foldwise.models import create_model
+from foldwise.training.models import create_model
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 
@@ -42,8 +42,8 @@ def test_default_recipes_follow_the_image_size(tiny_comp, tmp_path, capsys):
     from PIL import Image
 
     from foldwise.cli import main
-    from foldwise.competition import load_competition
-    from foldwise.runs import default_recipes
+    from foldwise.data.competition import load_competition
+    from foldwise.training.runs import default_recipes
 
     configs = CONFIGS[0].parent
     assert main(["recipes", str(tiny_comp)]) == 0

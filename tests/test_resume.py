@@ -27,7 +27,7 @@ STEPS_PER_EPOCH = 80 // 16  # fold 0 of 100 images holds out 20
 KILLER = textwrap.dedent(
     """
     import os, signal, sys
-    import foldwise.engine as engine
+    import foldwise.training.engine as engine
 
     real, seen = engine.progress, [0]
 

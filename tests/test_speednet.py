@@ -5,8 +5,8 @@ from __future__ import annotations
 import timm
 import torch
 
-import foldwise.models  # noqa: F401  (registers the foldwise models in timm)
-from foldwise.engine import tta_views
+import foldwise.training.models  # noqa: F401  (registers the foldwise models in timm)
+from foldwise.training.engine import tta_views
 
 
 def test_whitening_stem_decorrelates_patches():
@@ -40,9 +40,9 @@ def test_speed_net_trains_with_whitening_and_tta(tiny_comp):
     import numpy as np
 
     from conftest import tiny_recipe
-    from foldwise.competition import load_competition
-    from foldwise.folds import make_folds, write_folds
-    from foldwise.train import train_run
+    from foldwise.data.competition import load_competition
+    from foldwise.data.folds import make_folds, write_folds
+    from foldwise.training.train import train_run
     from foldwise.workspace import Workspace
 
     ws, comp = Workspace(tiny_comp.parents[1]), load_competition(tiny_comp)

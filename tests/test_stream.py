@@ -8,11 +8,11 @@ import torch
 import yaml
 
 from conftest import tiny_recipe
-from foldwise.competition import load_competition
 from foldwise.config import DataConfig
-from foldwise.folds import make_folds, write_folds
-from foldwise.stream import batches, choose_pipeline
-from foldwise.train import train_run
+from foldwise.data.competition import load_competition
+from foldwise.data.folds import make_folds, write_folds
+from foldwise.training.stream import batches, choose_pipeline
+from foldwise.training.train import train_run
 from foldwise.workspace import Workspace
 
 

@@ -1,4 +1,4 @@
-"""Unit tests for foldwise.submit: submission validation, scoring, and make_submission from fake artifacts."""
+"""Unit tests for foldwise.blending.submit: submission validation, scoring, and make_submission from fake artifacts."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from foldwise.competition import load_competition
-from foldwise.ensemble import FittedBlend
+from foldwise.blending.ensemble import FittedBlend
+from foldwise.blending.submit import make_submission, score_submission, validate_submission
+from foldwise.data.competition import load_competition
 from foldwise.errors import FoldwiseError
-from foldwise.submit import make_submission, score_submission, validate_submission
 from foldwise.workspace import Workspace
 
 CLASSES = ["cat", "dog"]

@@ -9,11 +9,11 @@ import torch
 import yaml
 
 from conftest import reload_run, tiny_recipe
-from foldwise.competition import load_competition
+from foldwise.data.competition import load_competition
+from foldwise.data.folds import make_folds, write_folds
 from foldwise.errors import FoldwiseError
-from foldwise.folds import make_folds, write_folds
-from foldwise.runs import fold_numbers
-from foldwise.train import train_run
+from foldwise.training.runs import fold_numbers
+from foldwise.training.train import train_run
 from foldwise.workspace import Workspace
 
 
@@ -135,7 +135,7 @@ def test_ema_changes_the_saved_weights(ready):
 
 def test_early_stopping_sets_the_full_retrains_epochs(ready):
     """Folds stop when valid loss stalls; the full retrain trains for the median stopping epoch, recorded."""
-    from foldwise.train import should_stop
+    from foldwise.training.train import should_stop
 
     assert not should_stop([{"valid_loss": v} for v in (3, 2, 1)], 2)
     assert should_stop([{"valid_loss": v} for v in (3, 1, 2, 1.5)], 2)
@@ -156,7 +156,7 @@ def test_early_stopping_sets_the_full_retrains_epochs(ready):
 
 def test_linear_one_cycle_schedule_and_bad_schedule(ready):
     """optim.schedule: linear warms up then decays linearly; an unknown schedule is a clear error."""
-    from foldwise.optim import create_optimizer_and_scheduler
+    from foldwise.training.optim import create_optimizer_and_scheduler
 
     recipe = tiny_recipe(optim={"schedule": "linear", "epochs": 4, "warmup_epochs": 1, "lr": 1.0})
     model = torch.nn.Linear(2, 2)
@@ -176,8 +176,8 @@ def test_image_size_zero_trains_at_the_images_own_size(ready, tmp_path):
     config.yaml, so a rerun recognizes the finished fold instead of calling it another recipe."""
     from PIL import Image
 
-    from foldwise.competition import native_image_size
-    from foldwise.runs import resolve_recipe, run_meta, skip_finished
+    from foldwise.data.competition import native_image_size
+    from foldwise.training.runs import resolve_recipe, run_meta, skip_finished
 
     comp, ws = ready
     recipe = tiny_recipe(data={"image_size": 0})
@@ -201,10 +201,10 @@ def test_ema_batchnorm_statistics_are_recomputed_for_the_ema_weights(ready):
     images (plain, in row order), not an average of other weights' statistics."""
     from torch.optim.swa_utils import update_bn
 
-    from foldwise.cache import cached_images
     from foldwise.config import ModelConfig
-    from foldwise.engine import Batcher
-    from foldwise.models import create_model
+    from foldwise.data.cache import cached_images
+    from foldwise.training.engine import Batcher
+    from foldwise.training.models import create_model
 
     comp, ws = ready
     recipe = tiny_recipe("ema", optim={"ema_decay": 0.9})

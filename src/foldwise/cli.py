@@ -15,7 +15,7 @@ log = logging.getLogger("foldwise")
 
 
 def cmd_demo(args, ws: Workspace) -> None:
-    from foldwise.demo import DEMOS, build_fashion_mnist
+    from foldwise.data.demo import DEMOS, build_fashion_mnist
 
     out = Path(args.out or ws.root / "input" / args.name)
     if args.name == "fashion-mnist":
@@ -26,28 +26,28 @@ def cmd_demo(args, ws: Workspace) -> None:
 
 
 def cmd_describe(args, ws: Workspace) -> None:
-    from foldwise.competition import load_competition
-    from foldwise.describe import describe
+    from foldwise.data.competition import load_competition
+    from foldwise.data.describe import describe
 
     print(describe(load_competition(args.comp, args.layout)))
 
 
 def cmd_recipes(args, ws: Workspace) -> None:
-    from foldwise.competition import load_competition
-    from foldwise.runs import default_recipes
+    from foldwise.data.competition import load_competition
+    from foldwise.training.runs import default_recipes
 
     for path in default_recipes(load_competition(args.comp, args.layout), args.configs):
         print(path)
 
 
 def cmd_folds(args, ws: Workspace) -> None:
-    from foldwise.competition import load_competition
-    from foldwise.folds import check_class_sizes, make_folds, write_folds
+    from foldwise.data.competition import load_competition
+    from foldwise.data.folds import check_class_sizes, make_folds, write_folds
 
     comp = load_competition(args.comp, args.layout)
     groups, extra = None, {"duplicates": {"checked": False}}
     if not args.no_dedup:
-        from foldwise.leakage import find_duplicates, group_ids
+        from foldwise.data.leakage import find_duplicates, group_ids
 
         check_class_sizes(comp, args.k)  # fail before decoding anything
         report = find_duplicates(comp, ws.cache_dir(comp.name), threshold=args.dup_threshold)
@@ -68,9 +68,9 @@ def cmd_folds(args, ws: Workspace) -> None:
 
 
 def cmd_train(args, ws: Workspace) -> None:
-    from foldwise.competition import load_competition
     from foldwise.config import load_recipe
-    from foldwise.runs import fold_numbers, resolve_recipe, run_meta, skip_finished
+    from foldwise.data.competition import load_competition
+    from foldwise.training.runs import fold_numbers, resolve_recipe, run_meta, skip_finished
 
     comp = load_competition(args.comp, args.layout)
     for config in args.config:
@@ -78,17 +78,17 @@ def cmd_train(args, ws: Workspace) -> None:
         for fold in [None] if args.full else fold_numbers(ws, comp, args.fold):
             run_dir = ws.run_dir(comp.name, recipe.name, fold)
             if args.force or not skip_finished(run_dir, fold, run_meta(comp, recipe, fold, ws)):
-                from foldwise.train import train_run  # torch + timm load only when there is work to do
+                from foldwise.training.train import train_run  # torch + timm load only when there is work to do
 
                 train_run(comp, recipe, fold, ws, force=args.force)
             print(f"done: {run_dir}")
 
 
 def cmd_blend(args, ws: Workspace) -> None:
-    from foldwise.blend import compare, load_oof, write_blend
-    from foldwise.competition import load_competition
+    from foldwise.blending.blend import compare, load_oof, write_blend
     from foldwise.config import load_recipe
-    from foldwise.report import candidate_table, write_report
+    from foldwise.data.competition import load_competition
+    from foldwise.reporting.report import candidate_table, write_report
 
     comp = load_competition(args.comp, args.layout)
     names = [load_recipe(e).name if e.endswith((".yaml", ".yml")) else e for e in args.experiments]
@@ -102,8 +102,8 @@ def cmd_blend(args, ws: Workspace) -> None:
 
 
 def cmd_report(args, ws: Workspace) -> None:
-    from foldwise.competition import load_competition
-    from foldwise.report import write_report
+    from foldwise.data.competition import load_competition
+    from foldwise.reporting.report import write_report
 
     print(f"wrote {write_report(ws, load_competition(args.comp, args.layout))} (+ report.html)")
 
@@ -117,8 +117,8 @@ def format_table(header: list[str], body: list[list]) -> str:
 
 
 def cmd_submit(args, ws: Workspace) -> None:
-    from foldwise.competition import load_competition, write_solution
-    from foldwise.submit import make_submission
+    from foldwise.blending.submit import make_submission
+    from foldwise.data.competition import load_competition, write_solution
 
     comp = load_competition(args.comp, args.layout)
     path, info = make_submission(comp, ws)
@@ -130,7 +130,7 @@ def cmd_submit(args, ws: Workspace) -> None:
 
 
 def cmd_score(args, ws: Workspace) -> None:
-    from foldwise.submit import score_submission
+    from foldwise.blending.submit import score_submission
 
     result = score_submission(Path(args.submission), Path(args.solution))
     print(f"accuracy {result['accuracy']:.4f} ({result['correct']}/{result['rows']})")
@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    from foldwise.formats import LAYOUTS
+    from foldwise.data.formats import LAYOUTS
 
     def with_comp(p):
         p.add_argument("comp", type=Path, help="competition directory, e.g. input/digits")

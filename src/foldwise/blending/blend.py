@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from foldwise import __version__
-from foldwise.ensemble import (
+from foldwise.blending.ensemble import (
     METHODS,
     FittedBlend,
     bootstrap_ci,

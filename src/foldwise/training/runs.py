@@ -13,11 +13,11 @@ from pathlib import Path
 import yaml
 
 from foldwise import __version__
-from foldwise.competition import Competition, native_image_size
 from foldwise.config import Recipe
+from foldwise.data.competition import Competition, native_image_size
+from foldwise.data.folds import read_folds
 from foldwise.errors import FoldwiseError
 from foldwise.fileio import sha256_file
-from foldwise.folds import read_folds
 from foldwise.workspace import Workspace
 
 log = logging.getLogger(__name__)

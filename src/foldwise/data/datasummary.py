@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from foldwise.competition import ArrayImages
+from foldwise.data.competition import ArrayImages
 
 
 def image_stats(paths, sample: int = 200, seed: int = 0) -> dict:

@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from foldwise.augment import to_model_input
 from foldwise.config import Recipe
-from foldwise.engine import autocast, tta_views
 from foldwise.errors import FoldwiseError
 from foldwise.fileio import exclusive, sha256_file, write_atomic
 from foldwise.progress import progress
+from foldwise.training.augment import to_model_input
+from foldwise.training.engine import autocast, tta_views
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from foldwise.competition import ArrayImages, ImageSource
+from foldwise.data.competition import ArrayImages, ImageSource
 from foldwise.errors import FoldwiseError
 from foldwise.fileio import atomic_path, exclusive
 from foldwise.progress import progress

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from foldwise.competition import Competition
-from foldwise.ensemble import FittedBlend
+from foldwise.blending.ensemble import FittedBlend
+from foldwise.data.competition import Competition
+from foldwise.data.formats.csv_layout import read_csv
 from foldwise.errors import FoldwiseError
 from foldwise.fileio import write_atomic
-from foldwise.formats.csv_layout import read_csv
 from foldwise.workspace import Workspace
 
 

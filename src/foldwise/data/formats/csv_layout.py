@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from foldwise.competition import Competition, SubmissionFormat, list_images, sort_class_names
+from foldwise.data.competition import Competition, SubmissionFormat, list_images, sort_class_names
 from foldwise.errors import FoldwiseError
 
 ID_COLUMNS = ("id", "image_id", "image", "image_name", "filename", "file", "name")

@@ -17,10 +17,17 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from foldwise.competition import Competition, SubmissionFormat, list_images, scan_images, sort_class_names, warn_skipped
+from foldwise.data.competition import (
+    Competition,
+    SubmissionFormat,
+    list_images,
+    scan_images,
+    sort_class_names,
+    warn_skipped,
+)
+from foldwise.data.formats.common import TestSplit, choose_test_split, numbered_ids, unused_note
+from foldwise.data.formats.csv_layout import read_sample_submission, test_paths_for_ids
 from foldwise.errors import FoldwiseError
-from foldwise.formats.common import TestSplit, choose_test_split, numbered_ids, unused_note
-from foldwise.formats.csv_layout import read_sample_submission, test_paths_for_ids
 
 TRAIN_DIRS = ("train", "seg_train/seg_train", "seg_train")
 LABELED_TEST_DIRS = ("test", "seg_test/seg_test", "seg_test", "valid", "val", "validation")  # with class folders

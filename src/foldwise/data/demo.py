@@ -15,8 +15,8 @@ import pandas as pd
 from PIL import Image
 from sklearn.model_selection import train_test_split
 
+from foldwise.data.formats.idx import find_idx, read_idx
 from foldwise.errors import FoldwiseError
-from foldwise.formats.idx import find_idx, read_idx
 from foldwise.progress import progress
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")

@@ -16,12 +16,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from foldwise import datasummary, leakage, plots
-from foldwise.blend import SIGNIFICANCE, load_oof
-from foldwise.competition import Competition
-from foldwise.ensemble import FittedBlend, softmax
+from foldwise.blending.blend import SIGNIFICANCE, load_oof
+from foldwise.blending.ensemble import FittedBlend, softmax
+from foldwise.data import datasummary, leakage
+from foldwise.data.competition import Competition
 from foldwise.errors import FoldwiseError
 from foldwise.fileio import write_text_atomic
+from foldwise.reporting import plots
 from foldwise.workspace import Workspace
 
 
@@ -139,7 +140,7 @@ def data_section(ws: Workspace, comp: Competition) -> Section:
 
 def test_source_section(ws: Workspace, comp: Competition, fitted: FittedBlend) -> Section:
     """Which test logits the submission uses (full retrain vs fold average), with the evidence."""
-    from foldwise.submit import load_test_logits
+    from foldwise.blending.submit import load_test_logits
 
     header = ["model", "submission uses", "fold OOF accuracy (mean ± sd)", "full vs fold-average agreement on test"]
     body = []

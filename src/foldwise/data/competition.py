@@ -191,7 +191,7 @@ def native_image_size(source: ImageSource, sample: int = 256) -> int:
 
 def load_competition(root: str | Path, layout: str | None = None) -> Competition:
     """Detect the layout under `root` (or use the named one) and read it."""
-    from foldwise.formats import LAYOUTS, detect_layout
+    from foldwise.data.formats import LAYOUTS, detect_layout
 
     root = Path(root)
     if not root.is_dir():

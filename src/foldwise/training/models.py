@@ -22,7 +22,7 @@ from timm.models import register_model
 from timm.models.resnet import BasicBlock, ResNet
 from torch import nn
 
-import foldwise.speednet  # noqa: F401  (registers foldwise_speednet in timm)
+import foldwise.training.speednet  # noqa: F401  (registers foldwise_speednet in timm)
 from foldwise.config import ModelConfig
 from foldwise.errors import FoldwiseError
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from foldwise.competition import ArrayImages, ImageSource, SubmissionFormat
+from foldwise.data.competition import ArrayImages, ImageSource, SubmissionFormat
+from foldwise.data.formats.csv_layout import read_sample_submission
 from foldwise.errors import FoldwiseError
-from foldwise.formats.csv_layout import read_sample_submission
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ from scipy.fft import dctn
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from foldwise.cache import cache_key, decode_images, resize_array_images
-from foldwise.competition import ArrayImages, Competition, ImageSource
-from foldwise.datasummary import digests
+from foldwise.data.cache import cache_key, decode_images, resize_array_images
+from foldwise.data.competition import ArrayImages, Competition, ImageSource
+from foldwise.data.datasummary import digests
 from foldwise.errors import FoldwiseError
 from foldwise.fileio import atomic_path
 

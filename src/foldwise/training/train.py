@@ -16,20 +16,20 @@ import pandas as pd
 import torch
 import yaml
 
-from foldwise import features
-from foldwise.augment import to_model_input
-from foldwise.cache import cached_images
-from foldwise.competition import Competition
 from foldwise.config import Recipe
-from foldwise.distributed import init_distributed, local_device
-from foldwise.engine import Batcher, Trainer, resolve_bf16
+from foldwise.data.cache import cached_images
+from foldwise.data.competition import Competition
+from foldwise.data.folds import read_folds
 from foldwise.errors import FoldwiseError
 from foldwise.fileio import write_atomic, write_text_atomic
-from foldwise.folds import read_folds
-from foldwise.models import create_model, normalization, resolve_weights_file
-from foldwise.optim import create_optimizer_and_scheduler
-from foldwise.runs import RUN_IDENTITY, resolve_recipe, run_meta, skip_finished
-from foldwise.stream import choose_pipeline
+from foldwise.training import features
+from foldwise.training.augment import to_model_input
+from foldwise.training.distributed import init_distributed, local_device
+from foldwise.training.engine import Batcher, Trainer, resolve_bf16
+from foldwise.training.models import create_model, normalization, resolve_weights_file
+from foldwise.training.optim import create_optimizer_and_scheduler
+from foldwise.training.runs import RUN_IDENTITY, resolve_recipe, run_meta, skip_finished
+from foldwise.training.stream import choose_pipeline
 from foldwise.workspace import Workspace
 
 log = logging.getLogger(__name__)

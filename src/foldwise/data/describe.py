@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from foldwise.competition import Competition
-from foldwise.datasummary import image_stats
+from foldwise.data.competition import Competition
+from foldwise.data.datasummary import image_stats
 
 SHOW_CLASSES = 10  # class names listed; the rest are counted
 

@@ -13,11 +13,11 @@ from timm.data.random_erasing import RandomErasing
 from timm.utils import ModelEmaV3
 from torch.optim.swa_utils import update_bn
 
-from foldwise import stream
-from foldwise.augment import crop_flip, random_resized_crop, to_model_input
 from foldwise.config import Recipe
-from foldwise.distributed import Dist, gather_sharded, mean_across, shard
 from foldwise.progress import progress
+from foldwise.training import stream
+from foldwise.training.augment import crop_flip, random_resized_crop, to_model_input
+from foldwise.training.distributed import Dist, gather_sharded, mean_across, shard
 
 
 @dataclass

@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from foldwise.competition import Competition, list_images
+from foldwise.data.competition import Competition, list_images
+from foldwise.data.formats.common import TestSplit, choose_test_split
+from foldwise.data.formats.csv_layout import check_not_empty_files
 from foldwise.errors import FoldwiseError
-from foldwise.formats.common import TestSplit, choose_test_split
-from foldwise.formats.csv_layout import check_not_empty_files
 
 SUBDIR = "tiny-imagenet-200"
 

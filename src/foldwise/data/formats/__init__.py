@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from foldwise.data.formats import cifar, csv_layout, folder, idx, tiny_imagenet
 from foldwise.errors import FoldwiseError
-from foldwise.formats import cifar, csv_layout, folder, idx, tiny_imagenet
 
 LAYOUTS = {  # name -> reader; `--layout NAME` forces one
     "csv": csv_layout.read,

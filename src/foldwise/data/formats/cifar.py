@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from foldwise.competition import ArrayImages, Competition, competition_options
+from foldwise.data.competition import ArrayImages, Competition, competition_options
+from foldwise.data.formats.common import TestSplit, choose_test_split, numbered_ids
 from foldwise.errors import FoldwiseError
-from foldwise.formats.common import TestSplit, choose_test_split, numbered_ids
 
 SUBDIRS = ("", "cifar-10-batches-py", "cifar-100-python")  # the competition dir itself, or the tarball's folder
 

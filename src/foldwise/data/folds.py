@@ -1,7 +1,7 @@
 """Stratified (or group-aware) k-fold assignment, and reading/writing/validating the folds CSV (the stage contract).
 
 Duplicate images must not sit on both sides of a split, or validation scores are inflated. Finding them needs the
-pixels (foldwise.leakage); this module only takes the result: a group label per training row. With real groups the
+pixels (foldwise.data.leakage); this module only takes the result: a group label per training row. With real groups the
 folds come from StratifiedGroupKFold and the csv gains a `group` column; without, the csv stays id,label,fold.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-from foldwise.competition import Competition
+from foldwise.data.competition import Competition
 from foldwise.errors import FoldwiseError
 from foldwise.fileio import write_text_atomic
 
@@ -67,7 +67,7 @@ def check_class_sizes(comp: Competition, k: int, groups: np.ndarray | None = Non
 def make_folds(comp: Competition, k: int = 5, seed: int = 42, groups=None) -> pd.DataFrame:
     """The folds table (id, label, fold[, group]) for a competition, validated.
 
-    `groups`: a label per training row (e.g. foldwise.leakage.group_ids); rows sharing one stay in one fold. When
+    `groups`: a label per training row (e.g. foldwise.data.leakage.group_ids); rows sharing one stay in one fold. When
     every row is its own group, or None, the folds are StratifiedKFold's and there is no group column.
     """
     labels = np.asarray(comp.train_labels)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from foldwise.competition import ArrayImages, Competition
+from foldwise.data.competition import ArrayImages, Competition
+from foldwise.data.formats.common import TestSplit, choose_test_split, numbered_ids
 from foldwise.errors import FoldwiseError
-from foldwise.formats.common import TestSplit, choose_test_split, numbered_ids
 
 DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -140,7 +140,7 @@ def read(root: Path) -> Competition:
     top = int(max(train_labels.max(initial=0), test_labels.max(initial=0) if test_labels is not None else 0))
     fashion = "fashion" in root.name.lower() and top < 10
     if fashion:
-        from foldwise.demo import FASHION_MNIST_CLASSES  # here: demo imports this module
+        from foldwise.data.demo import FASHION_MNIST_CLASSES  # here: demo imports this module
 
         classes = tuple(FASHION_MNIST_CLASSES[: top + 1])
     else:
