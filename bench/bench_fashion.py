@@ -19,9 +19,9 @@ import pandas as pd
 import yaml
 
 from foldwise.config import load_recipe
-from foldwise.data.competition import load_competition
 from foldwise.data.demo import build_fashion_mnist
 from foldwise.data.folds import make_folds, write_folds
+from foldwise.data.formats import load_competition
 from foldwise.training.runs import resolve_recipe
 from foldwise.training.train import train_run
 from foldwise.workspace import Workspace

@@ -19,7 +19,7 @@ every image once, then the classifier on them); its CPU time is measured and pri
   each run ends annealed however many steps it got. The loop applies the recipe's crop/flip and label smoothing
   (not mixup or random erasing).
 - foldwise's public pieces do the rest: load_competition, cached_images, create_model (the recipe's
-  pretrained_file), normalization, Batcher augmentation, timm's optimizer via foldwise.training.optim, Trainer.predict.
+  pretrained_file), normalization, ResidentImages augmentation, the Trainer's optimizer and schedule, Trainer.predict.
 """
 
 from __future__ import annotations
@@ -39,11 +39,12 @@ import torch.nn.functional as F
 from foldwise.blending.submit import score_submission, submission_frame
 from foldwise.config import Recipe, load_recipe
 from foldwise.data.cache import cached_images
-from foldwise.data.competition import Competition, load_competition
+from foldwise.data.competition import Competition
 from foldwise.data.folds import make_folds, write_folds
-from foldwise.training.engine import Batcher, Trainer
+from foldwise.data.formats import load_competition
+from foldwise.training.engine import Trainer, TrainingSet
+from foldwise.training.inputs import ResidentImages
 from foldwise.training.models import create_model, normalization
-from foldwise.training.optim import create_optimizer_and_scheduler
 from foldwise.training.train import train_run
 from foldwise.workspace import Workspace
 
@@ -81,13 +82,14 @@ class BudgetRun:
         self.model = create_model(recipe.model, len(comp.classes))
         if recipe.run.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in normalization(self.model))
+        mean, std = self.normalization = tuple(torch.tensor(v).view(1, 3, 1, 1) for v in normalization(self.model))
         images = torch.from_numpy(np.array(self.train_images))
-        batcher = Batcher(images, mean, std, torch.device("cpu"), recipe.run.channels_last)
+        self.inputs = ResidentImages(images, mean, std, recipe.run.channels_last, recipe.data)
         self.per_epoch = len(images) // recipe.data.batch_size
-        self.optimizer, scheduler = create_optimizer_and_scheduler(self.model, recipe.optim, self.per_epoch)
-        self.trainer = Trainer(self.model, self.optimizer, scheduler, batcher, self.labels, recipe, len(comp.classes),
-                               bf16=False)  # fmt: skip
+        rows = torch.arange(len(images))
+        data = TrainingSet(self.inputs, self.labels, rows, len(comp.classes), rows)
+        self.trainer = Trainer(self.model, recipe, data, recipe.optim.epochs, bf16=False)
+        self.optimizer = self.trainer.optimizer  # stepped here with the budget's own learning rate
         self.warmup = min(0.5, recipe.optim.warmup_epochs / max(recipe.optim.epochs, 1))  # the recipe's warmup share
         self.generator = torch.Generator().manual_seed(recipe.run.seed)
         self.steps, self.cpu, self.wall, self.losses, self.order = 0, 0.0, 0.0, [], None
@@ -100,14 +102,14 @@ class BudgetRun:
     def step(self) -> None:
         """One optimizer step; its process CPU time and wall time are charged to this run."""
         cpu0, wall0 = time.process_time(), time.perf_counter()
-        data, optim, bs = self.recipe.data, self.recipe.optim, self.recipe.data.batch_size
+        optim, bs = self.recipe.optim, self.recipe.data.batch_size
         if self.steps % self.per_epoch == 0:
             self.order = torch.randperm(len(self.labels), generator=self.generator)
         index = self.order[(self.steps % self.per_epoch) * bs :][:bs]
         for group in self.optimizer.param_groups:
             group["lr"] = budget_lr(self.used, optim.lr, self.warmup, optim.warmup_ratio)
         self.model.train()
-        x = self.trainer.batcher.model_input(index, data.crop_padding, data.hflip, generator=self.generator)
+        x = self.inputs.gather(index, self.generator)
         loss = F.cross_entropy(self.model(x), self.labels[index], label_smoothing=optim.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -119,8 +121,10 @@ class BudgetRun:
 
     def test_logits(self) -> np.ndarray:
         """The trained model's test logits (Trainer.predict, the recipe's TTA)."""
-        self.trainer.batcher.images = torch.from_numpy(np.array(self.test_images))
-        return self.trainer.predict(torch.arange(len(self.test_images)), desc="test")
+        test = ResidentImages(
+            torch.from_numpy(np.array(self.test_images)), *self.normalization, self.recipe.run.channels_last
+        )
+        return self.trainer.predict(test, desc="test")
 
     def summary(self) -> str:
         """Steps, epochs, throughput and time spent."""

@@ -25,9 +25,9 @@ from torch.utils.data import DataLoader
 import foldwise.training.models  # noqa: F401  (registers foldwise_* models)
 from foldwise.config import recipe_from_dict
 from foldwise.data.cache import cached_images
-from foldwise.data.competition import load_competition
-from foldwise.training.engine import Batcher, Trainer
-from foldwise.training.optim import create_optimizer_and_scheduler
+from foldwise.data.formats import load_competition
+from foldwise.training.engine import Trainer, TrainingSet
+from foldwise.training.inputs import ResidentImages
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-mini.tar.gz"
 
@@ -67,12 +67,12 @@ def tensor_path(args, comp, cache) -> float:
         torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1),
         torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1),
     )
-    batcher = Batcher(images, mean, std, torch.device("cpu"), channels_last=True)
-    optimizer, scheduler = create_optimizer_and_scheduler(model, recipe.optim, args.steps)
-    trainer = Trainer(model, optimizer, scheduler, batcher, torch.tensor(comp.train_labels), recipe, 10, bf16=False)
+    inputs = ResidentImages(images, mean, std, channels_last=True, augment=recipe.data)
     rows = torch.arange(args.steps * args.batch) % len(images)
+    data = TrainingSet(inputs, torch.tensor(comp.train_labels), rows, 10, rows)
+    trainer = Trainer(model, recipe, data, epochs=1, bf16=False)
     start = time.perf_counter()
-    trainer.train_epoch(rows, torch.Generator().manual_seed(0), desc="tensor path")
+    trainer.train_epoch(torch.Generator().manual_seed(0), desc="tensor path")
     return args.steps * args.batch / (time.perf_counter() - start)
 
 

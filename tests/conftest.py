@@ -54,7 +54,7 @@ def reload_run(comp, ws, run_dir: Path, image_size: int):
 
     from foldwise.config import ModelConfig
     from foldwise.data.cache import cached_images
-    from foldwise.training.engine import Batcher
+    from foldwise.training.inputs import ResidentImages
     from foldwise.training.models import create_model
 
     ckpt = torch.load(run_dir / "model.pt", weights_only=False)
@@ -64,5 +64,5 @@ def reload_run(comp, ws, run_dir: Path, image_size: int):
     row = {id_: i for i, id_ in enumerate(comp.train_ids)}
     images = cached_images(comp.train_images, image_size, ws.cache_dir(comp.name), "train")
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (ckpt["mean"], ckpt["std"]))
-    batcher = Batcher(torch.from_numpy(np.array(images)), mean, std, torch.device("cpu"), channels_last=False)
-    return model.eval(), ckpt, oof, batcher.model_input(torch.tensor([row[i] for i in oof["ids"]]))
+    inputs = ResidentImages(torch.from_numpy(np.array(images)), mean, std, channels_last=False)
+    return model.eval(), ckpt, oof, inputs.gather(torch.tensor([row[i] for i in oof["ids"]]))

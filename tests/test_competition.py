@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from foldwise.data.competition import load_competition, sort_class_names
+from foldwise.data.competition import sort_class_names
 from foldwise.data.demo import write_competition
-from foldwise.data.formats import detect_layout
+from foldwise.data.formats import detect_layout, load_competition
 from foldwise.data.formats.idx import read_idx
 from foldwise.errors import FoldwiseError
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from foldwise.data.competition import load_competition
 from foldwise.data.demo import build_digits, build_fashion_mnist
+from foldwise.data.formats import load_competition
 from foldwise.errors import FoldwiseError
 
 

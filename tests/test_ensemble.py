@@ -9,19 +9,9 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from foldwise.blending import ensemble
-from foldwise.blending.ensemble import (
-    METHODS,
-    FittedBlend,
-    bootstrap_ci,
-    expected_calibration_error,
-    fit_blend,
-    fit_temperature,
-    mcnemar_p,
-    metrics,
-    nested_cv_proba,
-    reliability_curve,
-    softmax,
-)
+from foldwise.blending.calibration import fit_temperature, softmax
+from foldwise.blending.ensemble import METHODS, FittedBlend, fit_blend, nested_cv_proba
+from foldwise.blending.metrics import bootstrap_ci, expected_calibration_error, mcnemar_p, metrics, reliability_curve
 from foldwise.errors import FoldwiseError
 
 

@@ -11,8 +11,8 @@ import torch
 
 from conftest import reload_run, tiny_recipe
 from foldwise.config import ModelConfig, load_recipe
-from foldwise.data.competition import load_competition
 from foldwise.data.folds import make_folds, write_folds
+from foldwise.data.formats import load_competition
 from foldwise.errors import FoldwiseError
 from foldwise.training.augment import random_resized_crop
 from foldwise.training.models import create_model

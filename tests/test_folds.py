@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from foldwise.data.competition import Competition, SubmissionFormat, load_competition
+from foldwise.data.competition import Competition, SubmissionFormat
 from foldwise.data.folds import folds_csv_text, make_folds, read_folds, validate_folds, write_folds
+from foldwise.data.formats import load_competition
 from foldwise.errors import FoldwiseError
 
 

@@ -19,9 +19,9 @@ from PIL import Image
 from foldwise.blending.submit import score_submission
 from foldwise.cli import main
 from foldwise.data.cache import cached_images, resize_pil
-from foldwise.data.competition import ArrayImages, load_competition, write_solution
+from foldwise.data.competition import ArrayImages, write_solution
 from foldwise.data.folds import make_folds
-from foldwise.data.formats import LAYOUTS, detect_layout
+from foldwise.data.formats import LAYOUTS, detect_layout, load_competition
 from foldwise.errors import FoldwiseError
 
 RNG = np.random.default_rng(0)
@@ -516,8 +516,8 @@ def test_forced_layout_and_cli_choices(tmp_path, capsys):
 def test_container_images_are_read_once_and_their_size_is_known_without_reading(tmp_path, monkeypatch):
     """CIFAR pickles: the size comes from reading the labels; the pixels are unpickled once however many stages
     (cache, duplicate search, data summary, image_size 0) ask for them."""
-    from foldwise.data.competition import native_image_size
     from foldwise.data.formats import cifar
+    from foldwise.data.images import native_image_size
 
     root = tmp_path / "cifar10"
     make_cifar10(root)

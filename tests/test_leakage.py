@@ -14,17 +14,11 @@ from PIL import Image
 
 from conftest import digit_arrays
 from foldwise.cli import main
-from foldwise.data import leakage
-from foldwise.data.competition import ArrayImages, Competition, SubmissionFormat, load_competition
-from foldwise.data.leakage import (
-    bands,
-    find_duplicates,
-    group_ids,
-    hamming_pairs,
-    link_duplicates,
-    perceptual_hashes,
-    popcount64,
-)
+from foldwise.data import leakage, phash
+from foldwise.data.competition import ArrayImages, Competition, SubmissionFormat
+from foldwise.data.formats import load_competition
+from foldwise.data.leakage import find_duplicates, group_ids, link_duplicates
+from foldwise.data.phash import bands, hamming_pairs, perceptual_hashes, popcount64
 from foldwise.errors import FoldwiseError
 from foldwise.workspace import Workspace
 
@@ -179,7 +173,7 @@ def test_bands_tile_all_64_bits():
 def test_popcount_fallback_matches():
     """The lookup-table popcount (numpy < 2) agrees with numpy's."""
     x = np.random.default_rng(0).integers(0, 2**63, 1000, dtype=np.int64).astype(np.uint64)
-    table = leakage._POPCOUNT8[x.view(np.uint8).reshape(-1, 8)].sum(axis=1)
+    table = phash._POPCOUNT8[x.view(np.uint8).reshape(-1, 8)].sum(axis=1)
     np.testing.assert_array_equal(table, popcount64(x))
 
 
@@ -213,8 +207,8 @@ def test_two_thousand_images_run_fast_without_all_pairs(tmp_path, monkeypatch):
         test_images=test_source, submission=SubmissionFormat(),
     )  # fmt: skip
     compared = []
-    real = leakage.popcount64
-    monkeypatch.setattr(leakage, "popcount64", lambda x: compared.append(np.size(x)) or real(x))
+    real = phash.popcount64
+    monkeypatch.setattr(phash, "popcount64", lambda x: compared.append(np.size(x)) or real(x))
     start = time.perf_counter()
     report = find_duplicates(comp, tmp_path / "cache")
     assert time.perf_counter() - start < 10
@@ -283,7 +277,7 @@ def test_report_without_duplicate_search_reads_no_image(tiny_comp, monkeypatch):
     fingerprints of an earlier search; it never re-reads the images for it."""
     from foldwise.cli import main
     from foldwise.data import datasummary
-    from foldwise.reporting.report import duplicates_text
+    from foldwise.reporting.sections import duplicates_text
 
     root = tiny_comp.parents[1]
     ws, comp = Workspace(root), load_competition(tiny_comp)

@@ -15,7 +15,8 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from foldwise.config import ModelConfig, load_recipe
 from foldwise.errors import FoldwiseError
-from foldwise.training.models import PACKAGED_WEIGHTS, create_model, normalization, resolve_weights_file
+from foldwise.training.models import create_model, normalization
+from foldwise.training.weights import PACKAGED_WEIGHTS, resolve_weights_file
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY = {"name": "foldwise_cnn", "kwargs": {"widths": [8, 16, 16]}}  # 42 tensors + a 16 -> classes head
@@ -128,7 +129,7 @@ def test_package_weights_recognize_a_real_photo():
     """The loaded backbone + the package's own ImageNet head (loaded by hand) names sklearn's china.jpg a palace.
 
     End to end: the mapped weights make a working ImageNet classifier (a misplaced tensor gives noise). It does not
-    decide the normalization (every variant tried ranks palace first); models.PACKAGED_WEIGHTS holds that evidence."""
+    decide the normalization (every variant tried ranks palace first); weights.PACKAGED_WEIGHTS holds that evidence."""
     model = create_model(ModelConfig(name="tf_efficientnet_lite0", pretrained_file="package:efficientnet_lite0"), 1000)
     source = torch.load(resolve_weights_file("package:efficientnet_lite0")[0], weights_only=True)
     model.classifier.load_state_dict({"weight": source["_fc.weight"], "bias": source["_fc.bias"]})

@@ -42,7 +42,7 @@ def test_default_recipes_follow_the_image_size(tiny_comp, tmp_path, capsys):
     from PIL import Image
 
     from foldwise.cli import main
-    from foldwise.data.competition import load_competition
+    from foldwise.data.formats import load_competition
     from foldwise.training.runs import default_recipes
 
     configs = CONFIGS[0].parent

@@ -9,8 +9,8 @@ import yaml
 
 from conftest import tiny_recipe
 from foldwise.config import DataConfig
-from foldwise.data.competition import load_competition
 from foldwise.data.folds import make_folds, write_folds
+from foldwise.data.formats import load_competition
 from foldwise.training.stream import batches, choose_pipeline
 from foldwise.training.train import train_run
 from foldwise.workspace import Workspace

@@ -11,7 +11,7 @@ import pytest
 
 from foldwise.blending.ensemble import FittedBlend
 from foldwise.blending.submit import make_submission, score_submission, validate_submission
-from foldwise.data.competition import load_competition
+from foldwise.data.formats import load_competition
 from foldwise.errors import FoldwiseError
 from foldwise.workspace import Workspace
 

@@ -9,8 +9,8 @@ import torch
 import yaml
 
 from conftest import reload_run, tiny_recipe
-from foldwise.data.competition import load_competition
 from foldwise.data.folds import make_folds, write_folds
+from foldwise.data.formats import load_competition
 from foldwise.errors import FoldwiseError
 from foldwise.training.runs import fold_numbers
 from foldwise.training.train import train_run
@@ -176,7 +176,7 @@ def test_image_size_zero_trains_at_the_images_own_size(ready, tmp_path):
     config.yaml, so a rerun recognizes the finished fold instead of calling it another recipe."""
     from PIL import Image
 
-    from foldwise.data.competition import native_image_size
+    from foldwise.data.images import native_image_size
     from foldwise.training.runs import resolve_recipe, run_meta, skip_finished
 
     comp, ws = ready
@@ -203,7 +203,7 @@ def test_ema_batchnorm_statistics_are_recomputed_for_the_ema_weights(ready):
 
     from foldwise.config import ModelConfig
     from foldwise.data.cache import cached_images
-    from foldwise.training.engine import Batcher
+    from foldwise.training.inputs import ResidentImages
     from foldwise.training.models import create_model
 
     comp, ws = ready
@@ -218,8 +218,7 @@ def test_ema_batchnorm_statistics_are_recomputed_for_the_ema_weights(ready):
     rows = torch.tensor([i for i, id_ in enumerate(comp.train_ids) if fold_of[id_] != 0])
     images = cached_images(comp.train_images, recipe.data.image_size, ws.cache_dir(comp.name), "train")
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (ckpt["mean"], ckpt["std"]))
-    batcher = Batcher(torch.from_numpy(np.array(images)), mean, std, torch.device("cpu"), channels_last=True)
-    bs = recipe.data.batch_size
-    update_bn([batcher.model_input(rows[s : s + bs]) for s in range(0, len(rows), bs)], model)
+    inputs = ResidentImages(torch.from_numpy(np.array(images)), mean, std, channels_last=True)
+    update_bn(list(inputs.eval_batches(rows, recipe.data.batch_size)), model)
     for key, value in saved.items():
         torch.testing.assert_close(model.state_dict()[key], value, rtol=1e-4, atol=1e-5)

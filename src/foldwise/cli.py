@@ -26,14 +26,14 @@ def cmd_demo(args, ws: Workspace) -> None:
 
 
 def cmd_describe(args, ws: Workspace) -> None:
-    from foldwise.data.competition import load_competition
     from foldwise.data.describe import describe
+    from foldwise.data.formats import load_competition
 
     print(describe(load_competition(args.comp, args.layout)))
 
 
 def cmd_recipes(args, ws: Workspace) -> None:
-    from foldwise.data.competition import load_competition
+    from foldwise.data.formats import load_competition
     from foldwise.training.runs import default_recipes
 
     for path in default_recipes(load_competition(args.comp, args.layout), args.configs):
@@ -41,8 +41,8 @@ def cmd_recipes(args, ws: Workspace) -> None:
 
 
 def cmd_folds(args, ws: Workspace) -> None:
-    from foldwise.data.competition import load_competition
     from foldwise.data.folds import check_class_sizes, make_folds, write_folds
+    from foldwise.data.formats import load_competition
 
     comp = load_competition(args.comp, args.layout)
     groups, extra = None, {"duplicates": {"checked": False}}
@@ -55,40 +55,45 @@ def cmd_folds(args, ws: Workspace) -> None:
         for line in report.examples(comp, 3):
             print(f"  {line}")
         if report.train_test_pairs:
-            print(f"warning: {len(report.train_test_pairs)} test image(s) look like training images (examples above): "
-                  "the models have as good as seen them, so the test score can beat the validation score")  # fmt: skip
+            print(
+                f"warning: {len(report.train_test_pairs)} test image(s) look like training images (examples above): "
+                "the models have as good as seen them, so the test score can beat the validation score"
+            )
         groups, extra = group_ids(report, len(comp.train_ids)), {"duplicates": report.counts()}
     df = make_folds(comp, k=args.k, seed=args.seed, groups=groups)
     path = ws.folds_csv(comp.name)
     changed = write_folds(df, path, k=args.k, seed=args.seed, force=args.force, extra=extra)
     sizes = df["fold"].value_counts().sort_index().tolist()
     grouped = f", {(df['group'].value_counts() > 1).sum()} duplicate group(s) kept whole" if "group" in df else ""
-    print(f"{'wrote' if changed else 'unchanged'} {path}: {len(df)} images, {len(comp.classes)} classes, "
-          f"k={args.k} (fold sizes {sizes}), seed {args.seed}{grouped}")  # fmt: skip
+    print(
+        f"{'wrote' if changed else 'unchanged'} {path}: {len(df)} images, {len(comp.classes)} classes, "
+        f"k={args.k} (fold sizes {sizes}), seed {args.seed}{grouped}"
+    )
 
 
 def cmd_train(args, ws: Workspace) -> None:
     from foldwise.config import load_recipe
-    from foldwise.data.competition import load_competition
-    from foldwise.training.runs import fold_numbers, resolve_recipe, run_meta, skip_finished
+    from foldwise.data.formats import load_competition
+    from foldwise.training.runs import fold_numbers, plan_run
 
     comp = load_competition(args.comp, args.layout)
     for config in args.config:
-        recipe = resolve_recipe(load_recipe(config, args.set), comp)
+        recipe = load_recipe(config, args.set)
         for fold in [None] if args.full else fold_numbers(ws, comp, args.fold):
-            run_dir = ws.run_dir(comp.name, recipe.name, fold)
-            if args.force or not skip_finished(run_dir, fold, run_meta(comp, recipe, fold, ws)):
-                from foldwise.training.train import train_run  # torch + timm load only when there is work to do
+            plan = plan_run(comp, recipe, fold, ws)
+            if args.force or not plan.finished():
+                from foldwise.training.train import execute  # torch + timm load only when there is work to do
 
-                train_run(comp, recipe, fold, ws, force=args.force)
-            print(f"done: {run_dir}")
+                execute(plan, force=args.force)
+            print(f"done: {plan.run_dir}")
 
 
 def cmd_blend(args, ws: Workspace) -> None:
     from foldwise.blending.blend import compare, load_oof, write_blend
     from foldwise.config import load_recipe
-    from foldwise.data.competition import load_competition
-    from foldwise.reporting.report import candidate_table, write_report
+    from foldwise.data.formats import load_competition
+    from foldwise.reporting.candidates import candidate_table
+    from foldwise.reporting.report import write_report
 
     comp = load_competition(args.comp, args.layout)
     names = [load_recipe(e).name if e.endswith((".yaml", ".yml")) else e for e in args.experiments]
@@ -102,7 +107,7 @@ def cmd_blend(args, ws: Workspace) -> None:
 
 
 def cmd_report(args, ws: Workspace) -> None:
-    from foldwise.data.competition import load_competition
+    from foldwise.data.formats import load_competition
     from foldwise.reporting.report import write_report
 
     print(f"wrote {write_report(ws, load_competition(args.comp, args.layout))} (+ report.html)")
@@ -118,7 +123,8 @@ def format_table(header: list[str], body: list[list]) -> str:
 
 def cmd_submit(args, ws: Workspace) -> None:
     from foldwise.blending.submit import make_submission
-    from foldwise.data.competition import load_competition, write_solution
+    from foldwise.data.competition import write_solution
+    from foldwise.data.formats import load_competition
 
     comp = load_competition(args.comp, args.layout)
     path, info = make_submission(comp, ws)
@@ -143,14 +149,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
+    add_data_commands(sub)
+    add_training_commands(sub)
+    add_blending_commands(sub)
+    return parser
 
+
+def with_comp(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The competition directory argument and --layout, which every stage but `demo` and `score` takes."""
     from foldwise.data.formats import LAYOUTS
 
-    def with_comp(p):
-        p.add_argument("comp", type=Path, help="competition directory, e.g. input/digits")
-        p.add_argument("--layout", choices=list(LAYOUTS), help="force a layout instead of detecting it")
-        return p
+    p.add_argument("comp", type=Path, help="competition directory, e.g. input/digits")
+    p.add_argument("--layout", choices=list(LAYOUTS), help="force a layout instead of detecting it")
+    return p
 
+
+def add_data_commands(sub) -> None:
+    """demo, describe, recipes, folds."""
     p = sub.add_parser("demo", help="write a demo competition from data that ships offline")
     p.add_argument("name", choices=["digits", "fashion-mnist"])
     p.add_argument("out", nargs="?", help="output directory (default: input/<name>)")
@@ -161,8 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_describe)
 
     p = with_comp(sub.add_parser("recipes", help="print the recipes submit.sh trains by default for this data"))
-    p.add_argument("--configs", type=Path, default=Path(__file__).resolve().parents[2] / "configs",
-                   help="directory of recipe files (default: the repository's configs/)")  # fmt: skip
+    p.add_argument(
+        "--configs",
+        type=Path,
+        default=Path(__file__).resolve().parents[2] / "configs",
+        help="directory of recipe files (default: the repository's configs/)",
+    )
     p.set_defaults(func=cmd_recipes)
 
     p = with_comp(sub.add_parser("folds", help="stratified, duplicate-aware k-fold split -> folds/<comp>.csv"))
@@ -170,10 +189,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42, help="split seed, recorded in folds/<comp>.json")
     p.add_argument("--force", action="store_true", help="replace existing folds that differ")
     p.add_argument("--no-dedup", action="store_true", help="skip the duplicate search (plain StratifiedKFold)")
-    p.add_argument("--dup-threshold", type=int, default=4, metavar="BITS",
-                   help="near-duplicate: perceptual hashes at most BITS of 64 apart (0-8, default 4)")  # fmt: skip
+    p.add_argument(
+        "--dup-threshold",
+        type=int,
+        default=4,
+        metavar="BITS",
+        help="near-duplicate: perceptual hashes at most BITS of 64 apart (0-8, default 4)",
+    )
     p.set_defaults(func=cmd_folds)
 
+
+def add_training_commands(sub) -> None:
+    """train."""
     p = with_comp(sub.add_parser("train", help="train folds or the full retrain of one or more recipes"))
     p.add_argument("-c", "--config", action="append", required=True, help="recipe YAML (repeatable)")
     group = p.add_mutually_exclusive_group()
@@ -183,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="retrain even when finished artifacts exist")
     p.set_defaults(func=cmd_train)
 
+
+def add_blending_commands(sub) -> None:
+    """blend, report, submit, score."""
     p = with_comp(sub.add_parser("blend", help="compare ensembles on OOF logits -> output/<comp>/blend/"))
     p.add_argument("experiments", nargs="+", help="experiment names under output/<comp>/, or their recipe files")
     p.add_argument("--metric", default="accuracy", choices=["accuracy", "log_loss"], help="what the blend optimizes")
@@ -199,15 +229,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("submission")
     p.add_argument("solution")
     p.set_defaults(func=cmd_score)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; user errors print one clear line and exit 2."""
     args = build_parser().parse_args(argv)
     quiet_rank = os.environ.get("RANK", "0") != "0"  # under torchrun only rank 0 logs progress
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if quiet_rank else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")  # fmt: skip
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING if quiet_rank else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
     try:
         args.func(args, Workspace(args.root))
     except FoldwiseError as e:

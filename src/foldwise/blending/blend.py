@@ -13,15 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from foldwise import __version__
-from foldwise.blending.ensemble import (
-    METHODS,
-    FittedBlend,
-    bootstrap_ci,
-    fit_blend,
-    mcnemar_p,
-    metrics,
-    nested_cv_proba,
-)
+from foldwise.blending.ensemble import METHODS, FittedBlend, fit_blend, nested_cv_proba
+from foldwise.blending.metrics import bootstrap_ci, mcnemar_p, metrics, ranking
 from foldwise.errors import FoldwiseError
 from foldwise.fileio import write_atomic, write_text_atomic
 
@@ -82,12 +75,9 @@ def candidates(names: list[str]) -> list[tuple[str, str, list[str]]]:
 
 
 def rank_key(metric: str):
-    """Sort key, best first: accuracy (log loss breaks ties) or log loss (accuracy breaks ties)."""
-    if metric == "accuracy":
-        return lambda r: (-r["accuracy"], r["log_loss"])
-    if metric == "log_loss":
-        return lambda r: (r["log_loss"], -r["accuracy"])
-    raise FoldwiseError(f"--metric {metric!r}: choose accuracy or log_loss.")
+    """Sort key of candidate rows, best first (metrics.ranking: by `metric`, the other breaking ties)."""
+    order = ranking(metric)
+    return lambda row: order(row["accuracy"], row["log_loss"])
 
 
 @dataclass(frozen=True)

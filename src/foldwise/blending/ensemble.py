@@ -9,46 +9,29 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize, minimize_scalar
-from scipy.stats import binomtest
+from scipy.optimize import minimize
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import log_loss
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
+from foldwise.blending.calibration import check_labels, check_logits, fit_temperature, log_softmax, softmax
+from foldwise.blending.metrics import METRICS, PROB_FLOOR, ranking
 from foldwise.errors import FoldwiseError
 
-METHODS: tuple[str, ...] = ("single", "max_confidence_raw", "max_confidence", "mean_probability", "mean_logits",
-                            "geometric_mean", "weighted", "greedy", "stacking")  # fmt: skip
-METRICS = ("accuracy", "log_loss")
-T_BOUNDS = (0.05, 20.0)  # beyond these a model is either all-or-nothing or uniform; neither is worth calibrating to
-PROB_FLOOR = 1e-15  # clip before log so one confidently wrong row costs a finite loss
+METHODS: tuple[str, ...] = (
+    "single",
+    "max_confidence_raw",
+    "max_confidence",
+    "mean_probability",
+    "mean_logits",
+    "geometric_mean",
+    "weighted",
+    "greedy",
+    "stacking",
+)
 STACK_LOG_FLOOR = float(np.log(1e-12))  # bounds the stacker's features so lbfgs stays well conditioned
 GREEDY_STEPS = 25
 GREEDY_TOL = 1e-12  # log-loss changes smaller than this are float noise from re-averaging the same model
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float64; subtracting the row max keeps huge logits finite."""
-    return np.exp(log_softmax(logits))
-
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise log of softmax in float64, exact even where softmax underflows to 0."""
-    x = np.asarray(logits, dtype=np.float64)
-    x = x - x.max(axis=-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
-
-
-def _check_labels(labels: np.ndarray, n: int, c: int) -> np.ndarray:
-    """Labels as an (n,) integer array in [0, c), or a FoldwiseError saying what is wrong."""
-    labels = np.asarray(labels)
-    if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
-        raise FoldwiseError(f"labels must be {n} integers (one per logit row), got shape {labels.shape} "
-                            f"of {labels.dtype}; pass the OOF labels aligned with the logits.")  # fmt: skip
-    if n and (labels.min() < 0 or labels.max() >= c):
-        raise FoldwiseError(f"labels must lie in [0, {c}) to match {c} logit columns; check the class list.")
-    return labels
 
 
 def _check_method(method: str, models: list[str] | tuple[str, ...]) -> None:
@@ -57,38 +40,6 @@ def _check_method(method: str, models: list[str] | tuple[str, ...]) -> None:
         raise FoldwiseError(f"unknown blend method {method!r}; choose one of {', '.join(METHODS)}.")
     if method == "single" and len(models) != 1:
         raise FoldwiseError(f"method 'single' takes exactly one model, got {len(models)}: {list(models)}.")
-
-
-def _check_logits(models: list[str] | tuple[str, ...], logits: list[np.ndarray]) -> np.ndarray:
-    """Stack per-model logits into (M, N, C) float64 after checking they describe the same rows and classes."""
-    if len(logits) == 0 or len(logits) != len(models):
-        raise FoldwiseError(f"got {len(logits)} logit arrays for {len(models)} models {list(models)}; "
-                            "pass exactly one (N, C) array per model, in the models' order.")  # fmt: skip
-    shapes = {np.shape(a) for a in logits}
-    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
-        raise FoldwiseError(f"logit arrays must all be (N, C) with the same N and C, got {sorted(shapes)}; "
-                            "align the models' OOF rows first.")  # fmt: skip
-    z = np.stack([np.asarray(a, dtype=np.float64) for a in logits])
-    if not np.all(np.isfinite(z)):
-        bad = [m for m, zm in zip(models, z) if not np.all(np.isfinite(zm))]
-        raise FoldwiseError(f"logits of {bad} contain NaN or inf (the run diverged); retrain with a lower lr.")
-    return z
-
-
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Temperature T minimizing the NLL of softmax(logits / T), searched over log T within T_BOUNDS."""
-    z = np.asarray(logits, dtype=np.float64)
-    if z.ndim != 2 or len(z) == 0:
-        raise FoldwiseError(f"fit_temperature needs (N, C) logits with N > 0, got shape {z.shape}.")
-    labels = _check_labels(labels, *z.shape)
-    rows = np.arange(len(z))
-
-    def nll(log_t: float) -> float:
-        return float(-log_softmax(z / np.exp(log_t))[rows, labels].mean())
-
-    # Searching log T makes the scale symmetric: halving and doubling T are equally far from T = 1.
-    res = minimize_scalar(nll, bounds=np.log(T_BOUNDS), method="bounded", options={"xatol": 1e-6})
-    return float(np.exp(res.x))
 
 
 @dataclass(frozen=True)
@@ -112,7 +63,7 @@ class FittedBlend:
 
     def predict_proba(self, logits: list[np.ndarray]) -> np.ndarray:
         """(N, C) probabilities for the models' logits (same order as `models`); rows sum to 1."""
-        z = _check_logits(self.models, logits)
+        z = check_logits(self.models, logits)
         rows = np.arange(z.shape[1])
         if self.method == "max_confidence_raw":
             # Kept as the seed projects had it: raw logits, compared by their max, no calibration.
@@ -139,8 +90,10 @@ class FittedBlend:
         classes = self.stacker.get("classes", list(range(len(intercept))))
         m, n, c = logp.shape
         if coef.shape[1] != m * c:
-            raise FoldwiseError(f"the stacker was fitted on {coef.shape[1] // m} classes but the logits have {c}; "
-                                "refit the blend on logits of this competition.")  # fmt: skip
+            raise FoldwiseError(
+                f"the stacker was fitted on {coef.shape[1] // m} classes but the logits have {c}; "
+                "refit the blend on logits of this competition."
+            )
         out = np.zeros((n, c))
         out[:, classes] = softmax(_stack_features(logp) @ coef.T + intercept)
         return out
@@ -148,20 +101,25 @@ class FittedBlend:
     def to_dict(self) -> dict:
         """JSON-serializable form (plain lists and floats)."""
         return {
-            "method": self.method, "models": list(self.models), "temperatures": [float(t) for t in self.temperatures],
+            "method": self.method,
+            "models": list(self.models),
+            "temperatures": [float(t) for t in self.temperatures],
             "weights": None if self.weights is None else [float(w) for w in self.weights],
             "stacker": None if self.stacker is None else {k: _plain(v) for k, v in self.stacker.items()},
-        }  # fmt: skip
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> FittedBlend:
         """Inverse of to_dict."""
         try:
             weights, stacker = d.get("weights"), d.get("stacker")
-            return cls(method=d["method"], models=tuple(d["models"]),
-                       temperatures=tuple(float(t) for t in d["temperatures"]),
-                       weights=None if weights is None else tuple(float(w) for w in weights),
-                       stacker=None if stacker is None else {k: _plain(v) for k, v in stacker.items()})  # fmt: skip
+            return cls(
+                method=d["method"],
+                models=tuple(d["models"]),
+                temperatures=tuple(float(t) for t in d["temperatures"]),
+                weights=None if weights is None else tuple(float(w) for w in weights),
+                stacker=None if stacker is None else {k: _plain(v) for k, v in stacker.items()},
+            )
         except (KeyError, TypeError) as e:
             raise FoldwiseError(f"blend entry is incomplete ({e!r}); rerun `foldwise blend` to rewrite it.") from e
 
@@ -177,14 +135,20 @@ def _stack_features(logp: np.ndarray) -> np.ndarray:
     return np.maximum(logp, STACK_LOG_FLOOR).transpose(1, 0, 2).reshape(n, m * c)
 
 
-def fit_blend(method: str, models: list[str], logits: list[np.ndarray], labels: np.ndarray,
-              metric: str = "accuracy", seed: int = 0) -> FittedBlend:  # fmt: skip
+def fit_blend(
+    method: str,
+    models: list[str],
+    logits: list[np.ndarray],
+    labels: np.ndarray,
+    metric: str = "accuracy",
+    seed: int = 0,
+) -> FittedBlend:
     """Fit `method` (temperatures, weights or stacker) on exactly the given rows."""
     _check_method(method, models)
     if metric not in METRICS:
         raise FoldwiseError(f"metric {metric!r}: choose accuracy or log_loss.")
-    z = _check_logits(models, logits)
-    labels = _check_labels(labels, *z.shape[1:])
+    z = check_logits(models, logits)
+    labels = check_labels(labels, *z.shape[1:])
     if method == "max_confidence_raw":
         return FittedBlend(method, tuple(models), tuple(1.0 for _ in models))
     temps = tuple(fit_temperature(zm, labels) for zm in z)
@@ -236,13 +200,13 @@ def _greedy_weights(probs: np.ndarray, labels: np.ndarray, metric: str) -> tuple
     """Caruana forward selection with replacement on the running average; weights = pick counts / picks."""
     counts = np.zeros(len(probs), dtype=int)
     total, cur = np.zeros_like(probs[0]), (-np.inf, np.inf)
-    rank = (lambda s: (s[0], -s[1])) if metric == "accuracy" else (lambda s: (-s[1], s[0]))
+    order = ranking(metric)
     for step in range(1, GREEDY_STEPS + 1):
         scores = [_acc_nll((total + pm) / step, labels) for pm in probs]
         better = [m for m, s in enumerate(scores) if _improves(s, cur, metric)]
         if not better:
             break
-        m = max(better, key=lambda i: rank(scores[i]))  # ties: the earlier model
+        m = min(better, key=lambda i: order(*scores[i]))  # ties: the earlier model
         counts[m] += 1
         total += probs[m]
         cur = scores[m]
@@ -263,15 +227,23 @@ def _fit_stacker(logp: np.ndarray, labels: np.ndarray, seed: int) -> dict:
     return {"coef": coef.tolist(), "intercept": intercept.tolist(), "classes": lr.classes_.tolist()}
 
 
-def nested_cv_proba(method: str, models: list[str], logits: list[np.ndarray], labels: np.ndarray,
-                    metric: str = "accuracy", n_splits: int = 5, seed: int = 0) -> np.ndarray:  # fmt: skip
+def nested_cv_proba(
+    method: str,
+    models: list[str],
+    logits: list[np.ndarray],
+    labels: np.ndarray,
+    metric: str = "accuracy",
+    n_splits: int = 5,
+    seed: int = 0,
+) -> np.ndarray:
     """(N, C) probabilities, each row predicted by a blend fitted without it (stratified K-fold over the rows)."""
-    z = _check_logits(models, logits)
-    labels = _check_labels(labels, *z.shape[1:])
+    z = check_logits(models, logits)
+    labels = check_labels(labels, *z.shape[1:])
     counts = np.bincount(labels)
     if counts.max(initial=0) < 2:
-        raise FoldwiseError(f"nested CV needs some class with at least 2 rows, got {len(labels)} rows; "
-                            "blend on more OOF rows.")  # fmt: skip
+        raise FoldwiseError(
+            f"nested CV needs some class with at least 2 rows, got {len(labels)} rows; blend on more OOF rows."
+        )
     k = max(2, min(n_splits, int(counts[counts > 0].min())))
     out = np.zeros(z.shape[1:])
     with warnings.catch_warnings():
@@ -282,64 +254,3 @@ def nested_cv_proba(method: str, models: list[str], logits: list[np.ndarray], la
         fitted = fit_blend(method, models, [zm[fit_rows] for zm in z], labels[fit_rows], metric=metric, seed=seed)
         out[held_out] = fitted.predict_proba([zm[held_out] for zm in z])
     return out
-
-
-def reliability_curve(
-    probs: np.ndarray, labels: np.ndarray, bins: int = 15
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per non-empty confidence bin ((i/bins, (i+1)/bins]): mean confidence, accuracy and row count."""
-    probs = np.asarray(probs, dtype=np.float64)
-    labels = _check_labels(labels, *probs.shape)
-    conf, correct = probs.max(axis=1), probs.argmax(axis=1) == labels
-    idx = np.clip(np.ceil(conf * bins).astype(int) - 1, 0, bins - 1)
-    count = np.bincount(idx, minlength=bins)
-    keep = count > 0
-    mean_conf = np.bincount(idx, weights=conf, minlength=bins)[keep] / count[keep]
-    acc = np.bincount(idx, weights=correct, minlength=bins)[keep] / count[keep]
-    return mean_conf, acc, count[keep]
-
-
-def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
-    """Row-weighted mean gap between confidence and accuracy over equal-width confidence bins."""
-    conf, acc, count = reliability_curve(probs, labels, bins)
-    return float(np.sum(count * np.abs(acc - conf)) / max(count.sum(), 1))
-
-
-def metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
-    """accuracy, top5 (None below 10 classes), log_loss (clipped probabilities) and ece."""
-    probs = np.asarray(probs, dtype=np.float64)
-    labels = _check_labels(labels, *probs.shape)
-    c = probs.shape[1]
-    top5 = None
-    if c >= 10:
-        top5 = float(np.mean(np.any(np.argpartition(-probs, 4, axis=1)[:, :5] == labels[:, None], axis=1)))
-    clipped = np.clip(probs, PROB_FLOOR, 1.0)
-    clipped /= clipped.sum(axis=1, keepdims=True)  # sklearn warns on rows that do not sum to 1
-    return {
-        "accuracy": float(np.mean(probs.argmax(axis=1) == labels)), "top5": top5,
-        "log_loss": float(log_loss(labels, clipped, labels=list(range(c)))),
-        "ece": expected_calibration_error(probs, labels),
-    }  # fmt: skip
-
-
-def bootstrap_ci(correct: np.ndarray, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of a boolean correctness vector."""
-    correct = np.asarray(correct, dtype=bool)
-    if correct.ndim != 1 or len(correct) == 0:
-        raise FoldwiseError(f"bootstrap_ci needs a non-empty 1-D correctness vector, got shape {correct.shape}.")
-    n = len(correct)
-    # Resampling n booleans with replacement draws the count of True from Binomial(n, mean): same law, O(n_boot).
-    means = np.random.default_rng(seed).binomial(n, correct.mean(), size=n_boot) / n
-    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-    return float(lo), float(hi)
-
-
-def mcnemar_p(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
-    """Exact two-sided McNemar p-value on the rows where exactly one of the two is correct."""
-    a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
-    if a.shape != b.shape or a.ndim != 1:
-        raise FoldwiseError(f"mcnemar_p compares two 1-D vectors over the same rows, got {a.shape} and {b.shape}.")
-    only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
-    if only_a + only_b == 0:
-        return 1.0
-    return float(binomtest(only_a, only_a + only_b, 0.5).pvalue)

@@ -10,26 +10,36 @@ import pandas as pd
 
 from foldwise.blending.ensemble import FittedBlend
 from foldwise.data.competition import Competition
-from foldwise.data.formats.csv_layout import read_csv
+from foldwise.data.csvfiles import read_csv
 from foldwise.errors import FoldwiseError
 from foldwise.fileio import write_atomic
 from foldwise.workspace import Workspace
 
 
+def read_test_logits(path: Path, test_ids: tuple[str, ...]) -> np.ndarray:
+    """float64 logits of one run's test.npz, whose ids must be the competition's test ids in order."""
+    data = np.load(path)
+    if not np.array_equal(data["ids"], np.array(test_ids)):
+        raise FoldwiseError(f"{path}: its test ids differ from the competition's; the test set changed. Retrain.")
+    return data["logits"].astype(np.float64)
+
+
+def fold_average_logits(exp_dir: Path, test_ids: tuple[str, ...]) -> np.ndarray | None:
+    """The mean of an experiment's fold models' test logits (None when no fold has them): the one fold average the
+    submission and the report both use."""
+    files = sorted(exp_dir.glob("fold*/test.npz"))
+    return np.mean([read_test_logits(f, test_ids) for f in files], axis=0) if files else None
+
+
 def load_test_logits(exp_dir: Path, test_ids: tuple[str, ...]) -> tuple[np.ndarray, str]:
     """Test logits of one experiment: the full retrain's when it exists, else the mean over its fold models."""
     full = exp_dir / "full" / "test.npz"
-    files = [full] if full.exists() else sorted(exp_dir.glob("fold*/test.npz"))
-    if not files:
+    if full.exists():
+        return read_test_logits(full, test_ids), "full retrain"
+    average = fold_average_logits(exp_dir, test_ids)
+    if average is None:
         raise FoldwiseError(f"{exp_dir}: no full/test.npz or fold*/test.npz; train it first.")
-    logits = []
-    for f in files:
-        data = np.load(f)
-        if not np.array_equal(data["ids"], np.array(test_ids)):
-            raise FoldwiseError(f"{f}: its test ids differ from the competition's; the test set changed. Retrain.")
-        logits.append(data["logits"].astype(np.float64))
-    source = "full retrain" if files == [full] else f"mean logits of {len(files)} fold models"
-    return np.mean(logits, axis=0), source
+    return average, f"mean logits of {len(list(exp_dir.glob('fold*/test.npz')))} fold models"
 
 
 def expected_frame(comp: Competition) -> pd.DataFrame:
@@ -40,8 +50,9 @@ def expected_frame(comp: Competition) -> pd.DataFrame:
     return pd.DataFrame({fmt.id_column: list(comp.test_ids), fmt.label_column: comp.classes[0]})
 
 
-def validate_submission(df: pd.DataFrame, sample: pd.DataFrame, classes, where: str = "submission",
-                        probabilities: bool = False) -> None:  # fmt: skip
+def validate_submission(
+    df: pd.DataFrame, sample: pd.DataFrame, classes, where: str = "submission", probabilities: bool = False
+) -> None:
     """Same columns, same ids in the same order, and a known class (or a probability row summing to 1) per row."""
     if list(df.columns) != list(sample.columns):
         raise FoldwiseError(f"{where}: columns {list(df.columns)} differ from the sample's {list(sample.columns)}.")
@@ -49,14 +60,16 @@ def validate_submission(df: pd.DataFrame, sample: pd.DataFrame, classes, where: 
     got, want = df[id_col].astype(str).tolist(), sample[id_col].astype(str).tolist()
     missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
     if missing or extra:
-        raise FoldwiseError(f"{where}: {len(missing)} id(s) missing (e.g. {missing[:3]}), "
-                            f"{len(extra)} unexpected (e.g. {extra[:3]}).")  # fmt: skip
+        raise FoldwiseError(
+            f"{where}: {len(missing)} id(s) missing (e.g. {missing[:3]}), {len(extra)} unexpected (e.g. {extra[:3]})."
+        )
     if len(got) != len(want):
         raise FoldwiseError(f"{where}: {len(got)} rows but the sample has {len(want)} (duplicated ids?).")
     if got != want:
         first = next(i for i, (a, b) in enumerate(zip(got, want)) if a != b)
-        raise FoldwiseError(f"{where}: ids are not in the sample's order (row {first}: {got[first]!r}, "
-                            f"expected {want[first]!r}).")  # fmt: skip
+        raise FoldwiseError(
+            f"{where}: ids are not in the sample's order (row {first}: {got[first]!r}, expected {want[first]!r})."
+        )
     if probabilities:
         values = df[sample.columns[1:]].to_numpy(dtype=np.float64)
         if not np.isfinite(values).all() or (values < 0).any() or (values > 1).any():
@@ -112,8 +125,10 @@ def score_submission(submission: Path, solution: Path) -> dict:
     sub = sub.rename(columns={sub.columns[0]: id_col, sub.columns[1]: label_col})
     missing = sorted(set(sol[id_col]) - set(sub[id_col]))
     if missing or len(sub) != len(sol):
-        raise FoldwiseError(f"{submission}: {len(missing)} ids of {solution} are missing (e.g. {missing[:3]}), "
-                            f"{len(sub)} rows vs {len(sol)} expected.")  # fmt: skip
+        raise FoldwiseError(
+            f"{submission}: {len(missing)} ids of {solution} are missing (e.g. {missing[:3]}), "
+            f"{len(sub)} rows vs {len(sol)} expected."
+        )
     merged = sol.merge(sub, on=id_col, suffixes=("_true", "_pred"))
     correct = merged[f"{label_col}_true"] == merged[f"{label_col}_pred"]
     return {"accuracy": float(correct.mean()), "rows": int(len(merged)), "correct": int(correct.sum())}

@@ -21,6 +21,7 @@ from foldwise.data.competition import ArrayImages, ImageSource
 from foldwise.errors import FoldwiseError
 from foldwise.fileio import atomic_path, exclusive
 from foldwise.progress import progress
+from foldwise.workers import default_workers
 
 CHUNK = 256  # images per worker task
 
@@ -168,7 +169,7 @@ def cached_images(source: ImageSource, size: int, cache_dir: Path, split: str, w
 
 def _write_cache(source: ImageSource, size: int, path: Path, split: str, workers: int | None) -> None:
     """Decode `source` into the .npy at `path`, atomically (no half-written cache is ever left)."""
-    workers = workers or min(os.cpu_count() or 1, 8)
+    workers = workers or default_workers()
     with atomic_path(path) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(source), size, size, 3))
         desc = f"decode {split} {size}px"

@@ -17,8 +17,6 @@ from foldwise.fileio import write_text_atomic
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-
 
 @dataclass(frozen=True)
 class SubmissionFormat:
@@ -98,6 +96,12 @@ def solution_csv_text(comp: Competition) -> str:
     return buf.getvalue()
 
 
+def shipped_solution(root: Path) -> Path | None:
+    """A `solution.csv` key beside the competition's files (kept aside for `foldwise score`), if there is one."""
+    path = Path(root) / "solution.csv"
+    return path if path.is_file() else None
+
+
 def write_solution(comp: Competition, path: str | Path) -> Path | None:
     """Write the labels of a labeled test split (CIFAR test, Intel seg_test, Tiny ImageNet val, IDX t10k) as a
     `foldwise score` key at `path`, atomically; returns None (writing nothing) when the test split has no labels.
@@ -143,60 +147,3 @@ def sort_class_names(names) -> tuple[str, ...]:
     if all(n.lstrip("-").isdigit() for n in names):
         return tuple(sorted(names, key=int))
     return tuple(sorted(names))
-
-
-def scan_images(directory: Path) -> tuple[list[Path], list[Path]]:
-    """(image files, other files) directly inside `directory`, each sorted by name; sub-folders are neither."""
-    try:
-        files = sorted(p for p in directory.iterdir() if p.is_file())
-    except PermissionError as e:
-        raise FoldwiseError(f"{directory}: cannot read this directory ({e.strerror}); fix its permissions.") from e
-    images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
-    return images, [p for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
-
-
-def warn_skipped(directory: Path, skipped: list[Path]) -> None:
-    """Non-image files (.DS_Store, notes, archives) among the images are skipped, with a warning naming them."""
-    if skipped:
-        log.warning("%s: skipping %d non-image file(s): %s", directory, len(skipped),
-                    ", ".join(p.name for p in skipped[:10]) + (" ..." if len(skipped) > 10 else ""))  # fmt: skip
-
-
-def list_images(directory: Path) -> list[Path]:
-    """Image files directly inside `directory`, sorted by name; other files are skipped with a warning."""
-    images, others = scan_images(directory)
-    warn_skipped(directory, others)
-    return images
-
-
-def native_image_size(source: ImageSource, sample: int = 256) -> int:
-    """Median shorter side of the images: every array image, or an evenly spread sample of up to `sample` files
-    (PIL reads only their headers)."""
-    from PIL import Image
-
-    if isinstance(source, ArrayImages):
-        return min(source.image_shape)
-    if not source:
-        return 0
-    picks = np.unique(np.linspace(0, len(source) - 1, min(sample, len(source))).round().astype(int))
-    sides = []
-    for i in picks:
-        try:
-            with Image.open(source[i]) as im:
-                sides.append(min(im.size))
-        except OSError:
-            continue  # a broken file is reported by the decoder, with every other broken file
-    return int(np.median(sides)) if sides else 0
-
-
-def load_competition(root: str | Path, layout: str | None = None) -> Competition:
-    """Detect the layout under `root` (or use the named one) and read it."""
-    from foldwise.data.formats import LAYOUTS, detect_layout
-
-    root = Path(root)
-    if not root.is_dir():
-        raise FoldwiseError(f"{root}: no such competition directory. Put the competition's files in input/<name>/.")
-    name = layout or detect_layout(root)
-    if name not in LAYOUTS:
-        raise FoldwiseError(f"unknown layout {name!r}; choose one of {', '.join(LAYOUTS)}.")
-    return LAYOUTS[name](root)

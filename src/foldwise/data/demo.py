@@ -15,13 +15,11 @@ import pandas as pd
 from PIL import Image
 from sklearn.model_selection import train_test_split
 
-from foldwise.data.formats.idx import find_idx, read_idx
+from foldwise.data.formats.idx import FASHION_MNIST_CLASSES, find_idx, read_idx
 from foldwise.errors import FoldwiseError
 from foldwise.progress import progress
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-FASHION_MNIST_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat",
-                         "sandal", "shirt", "sneaker", "bag", "ankle-boot")  # fmt: skip
 
 
 def write_competition(out: Path, train: tuple, test: tuple, classes, prefix: str) -> Path:
@@ -73,8 +71,10 @@ def build_fashion_mnist(out: Path, source: Path | None = None) -> Path:
     """Fashion-MNIST: 60k labeled train, the official 10k test as the unlabeled test set (labels -> solution.csv)."""
     source = Path(source) if source else FASHION_MNIST_DIR
     try:
-        arrays = {name: read_idx(find_idx(source, f"{name}-idx{3 if 'images' in name else 1}-ubyte"))
-                  for name in ("train-images", "train-labels", "t10k-images", "t10k-labels")}  # fmt: skip
+        arrays = {
+            name: read_idx(find_idx(source, f"{name}-idx{3 if 'images' in name else 1}-ubyte"))
+            for name in ("train-images", "train-labels", "t10k-images", "t10k-labels")
+        }
     except FileNotFoundError as e:
         raise FoldwiseError(
             f"{e.args[0]}: Fashion-MNIST IDX file not found. Install Debian's package "

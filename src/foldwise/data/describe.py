@@ -33,8 +33,10 @@ def submission_text(comp: Competition) -> str:
 def solution_text(comp: Competition) -> str:
     """Where the test labels (the scoring key) are, if anywhere."""
     if comp.solution_labels:
-        return (f"{len(comp.solution_labels)} test labels from the data, kept aside (never trained on); "
-                "write_solution() writes them as an id,label csv for `foldwise score`")  # fmt: skip
+        return (
+            f"{len(comp.solution_labels)} test labels from the data, kept aside (never trained on); "
+            "write_solution() writes them as an id,label csv for `foldwise score`"
+        )
     if comp.solution_path:
         return f"{comp.solution_path} (kept aside for `foldwise score`)"
     return "none (the test images are unlabeled)"

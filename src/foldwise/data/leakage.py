@@ -10,33 +10,25 @@ training image.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
 import numpy as np
-from scipy.fft import dctn
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from foldwise.data.cache import cache_key, decode_images, resize_array_images
-from foldwise.data.competition import ArrayImages, Competition, ImageSource
-from foldwise.data.datasummary import digests
+from foldwise.data.competition import Competition
+from foldwise.data.fingerprints import fingerprints
+from foldwise.data.phash import HASH_SIZE, hamming_pairs, popcount64
 from foldwise.errors import FoldwiseError
-from foldwise.fileio import atomic_path
 
 # Evidence (1,000 CIFAR-10 JPEGs at 32 px, each against an altered copy): re-saved at JPEG quality 50 -> 99.4% within
 # 4 bits, quality 30 -> 98.2%, brightness +8 or 0.8x contrast or 2x upscale -> 100%; a 1-px crop -> 29%, a mirror -> 0%.
 # Among 5,000 distinct CIFAR-10 images only 3 pairs were within 4 bits, and all three were re-used photos.
 DEFAULT_THRESHOLD = 4  # bits of 64; a hash (almost always) has 32 ones, so distances are even
 MAX_THRESHOLD = 8  # 9 bands of ~7 bits; larger thresholds make buckets so big that it nears all-pairs
-HASH_SIZE = 32  # px: side of the thumbnail the hash is computed on (the DCT's 8x8 lowest frequencies are kept)
 FLAT_DETAIL = 2.0  # grey levels: thumbnails with less low-frequency detail (RMS) are blank; matched by bytes only
-HASH_VERSION = "phash-v1"  # in the fingerprint cache's file name: change it when the hash changes
-BLOCK = 32768  # images decoded at a time (32 px RGB: ~100 MB)
-LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601 weights, as PIL's "L" mode
-_POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
 @dataclass(frozen=True)
@@ -112,131 +104,6 @@ class LeakageReport:
                 f"(label {names[labels[train]]}; {how})"
             )
         return lines
-
-
-def popcount64(x: np.ndarray) -> np.ndarray:
-    """Set bits per uint64 element."""
-    x = np.ascontiguousarray(x, dtype=np.uint64)
-    if hasattr(np, "bitwise_count"):  # numpy >= 2.0
-        return np.bitwise_count(x)
-    return _POPCOUNT8[x.view(np.uint8).reshape(*x.shape, 8)].sum(axis=-1, dtype=np.int64)
-
-
-def perceptual_hashes(images: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """pHash (uint64) and low-frequency detail (RMS grey levels) of uint8 (N, 32, 32, 3) thumbnails.
-
-    Grayscale, 2-D DCT-II, the 8x8 lowest frequencies; a bit is set where a coefficient exceeds the median of the 63
-    non-DC ones (the DC term is the mean brightness, so it would shift the median). Bit 63 (the MSB) is the DC term.
-    """
-    hashes, detail = np.zeros(len(images), dtype=np.uint64), np.zeros(len(images))
-    for start in range(0, len(images), chunk):
-        gray = images[start : start + chunk].astype(np.float64) @ LUMA
-        low = dctn(gray, axes=(1, 2), norm="ortho")[:, :8, :8].reshape(len(gray), 64)
-        low = np.round(low, 3)  # float noise on blank images must not decide bits
-        ac = low[:, 1:]
-        bits = low > np.median(ac, axis=1, keepdims=True)
-        hashes[start : start + chunk] = np.packbits(bits, axis=1).view(">u8").ravel()
-        # the orthonormal DCT keeps energy, so this is the RMS contrast of the low-passed thumbnail
-        detail[start : start + chunk] = np.sqrt((ac**2).sum(axis=1) / HASH_SIZE**2)
-    return hashes, detail
-
-
-def thumbnail_hashes(source: ImageSource, split: str, workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """perceptual_hashes of every image of `source`, decoded (same RGB + resize policy as the cache) block by block."""
-    size = HASH_SIZE
-    if isinstance(source, ArrayImages):  # container arrays are loaded whole anyway
-        thumbs = np.zeros((len(source), size, size, 3), dtype=np.uint8)
-        resize_array_images(source, size, thumbs, desc=f"fingerprint {split}")
-        return perceptual_hashes(thumbs)
-    workers = workers or min(os.cpu_count() or 1, 8)
-    hashes, detail = np.zeros(len(source), dtype=np.uint64), np.zeros(len(source))
-    for start in range(0, len(source), BLOCK):  # decode a block, hash it, drop its pixels
-        paths = source[start : start + BLOCK]
-        thumbs = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
-        decode_images(
-            paths, size, thumbs, desc=f"fingerprint {split} {start + len(paths)}/{len(source)}", workers=workers
-        )
-        hashes[start : start + len(paths)], detail[start : start + len(paths)] = perceptual_hashes(thumbs)
-    return hashes, detail
-
-
-def fingerprints_path(source: ImageSource, cache_dir: Path, split: str) -> Path:
-    """Where fingerprints() caches `source`'s hashes (keyed like the decode cache)."""
-    return Path(cache_dir) / f"{HASH_VERSION}-{split}-{cache_key(source, HASH_SIZE)}.npz"
-
-
-def cached_digests(source: ImageSource, cache_dir: Path, split: str) -> list[str] | None:
-    """The content digests an earlier fingerprints() call cached for this exact data, else None (nothing is read)."""
-    path = fingerprints_path(source, cache_dir, split)
-    if not path.exists():
-        return None
-    with np.load(path) as f:
-        return [str(d) for d in f["digests"]]
-
-
-def fingerprints(source: ImageSource, cache_dir: Path, split: str, workers: int | None = None):
-    """(pHashes, detail, content digests) of every image; cached in `cache_dir` under the decode cache's key."""
-    path = fingerprints_path(source, cache_dir, split)
-    if path.exists():
-        with np.load(path) as f:
-            return f["hashes"], f["detail"], [str(d) for d in f["digests"]]
-    hashes, detail = thumbnail_hashes(source, split, workers)
-    content = digests(source)
-    with atomic_path(path) as tmp:
-        np.savez(tmp, hashes=hashes, detail=detail, digests=np.array(content, dtype="U40"))
-    return hashes, detail, content
-
-
-def bands(threshold: int) -> list[tuple[int, int]]:
-    """(shift, width) of threshold+1 bit bands that tile the 64 bits as evenly as possible."""
-    count = threshold + 1
-    widths = [64 // count + (i < 64 % count) for i in range(count)]
-    return [(sum(widths[:i]), w) for i, w in enumerate(widths)]
-
-
-def hamming_pairs(hashes: np.ndarray, threshold: int, budget: int = 1 << 22):
-    """Every pair i < j of `hashes` at most `threshold` bits apart, as arrays (i, j, distance).
-
-    Only hashes sharing one band's value are compared (multi-index hashing), `budget` comparisons at a time; with
-    distinct hashes of real images the buckets stay small, so the work grows about linearly, not as N^2.
-    """
-    hashes = np.asarray(hashes, dtype=np.uint64)
-    n = len(hashes)
-    found = [(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))]
-    for shift, width in bands(threshold):
-        key = (hashes >> np.uint64(shift)) & np.uint64((1 << width) - 1)
-        order = np.argsort(key, kind="stable")  # stable: rows ascend inside a bucket, so i < j below
-        sorted_key = key[order]
-        starts = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]])
-        sizes = np.diff(np.r_[starts, n])
-        for m in np.unique(sizes[sizes > 1]):
-            members = order[starts[sizes == m][:, None] + np.arange(m)]  # every bucket of size m, one per row
-            found.extend(_pairs_in_buckets(hashes, members, threshold, budget))
-    i, j, d = (np.concatenate(part).astype(np.int64) for part in zip(*found))
-    _, first = np.unique(i * n + j, return_index=True)  # a pair sharing several bands was found several times
-    return i[first], j[first], d[first]
-
-
-def _pairs_in_buckets(hashes: np.ndarray, members: np.ndarray, threshold: int, budget: int):
-    """Yield (i, j, distance) of close pairs inside buckets of equal size (`members`: one bucket per row)."""
-    count, m = members.shape
-    upper_i, upper_j = np.triu_indices(m, 1)
-    if len(upper_i) <= budget:  # many small buckets at once
-        per = max(1, budget // len(upper_i))
-        for b in range(0, count, per):
-            a, c = members[b : b + per, upper_i].ravel(), members[b : b + per, upper_j].ravel()
-            d = popcount64(hashes[a] ^ hashes[c])
-            keep = d <= threshold
-            yield a[keep], c[keep], d[keep]
-        return
-    rows = max(1, budget // m)
-    for bucket in members:  # one huge bucket, a block of rows against the whole bucket at a time
-        h = hashes[bucket]
-        for r0 in range(0, m, rows):
-            d = popcount64(h[r0 : r0 + rows, None] ^ h[None, :])
-            r, c = np.nonzero(d <= threshold)
-            keep = r + r0 < c
-            yield bucket[r[keep] + r0], bucket[c[keep]], d[r[keep], c[keep]]
 
 
 def link_duplicates(hashes, detail, content: list[str], n_train: int, threshold: int) -> LeakageReport:

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
-from foldwise.blending.ensemble import metrics, reliability_curve  # noqa: E402
+from foldwise.blending.metrics import metrics, reliability_curve  # noqa: E402
 from foldwise.data.competition import Competition  # noqa: E402
 from foldwise.fileio import write_atomic  # noqa: E402
 

@@ -64,3 +64,21 @@ def random_resized_crop(
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     return out.contiguous(memory_format=torch.channels_last) if channels_last else out
+
+
+def tta_views(x: torch.Tensor, hflip: bool, translate: int) -> list[torch.Tensor]:
+    """The batch, its mirror (hflip), and copies shifted by +-translate px diagonally (reflect-padded)."""
+    views = [x]
+    if translate:
+        t = translate
+        padded = F.pad(x, (t, t, t, t), mode="reflect")
+        h, w = x.shape[2:]
+        views += [padded[:, :, 2 * t : 2 * t + h, 2 * t : 2 * t + w], padded[:, :, :h, :w]]
+    if hflip:
+        views += [v.flip(3) for v in views]
+    return views
+
+
+def view_mean(fn, x: torch.Tensor, hflip: bool, translate: int) -> torch.Tensor:
+    """float32 mean of `fn` (a model's logits or features) over the test-time views of a batch (see tta_views)."""
+    return torch.stack([fn(v).float() for v in tta_views(x, hflip, translate)]).mean(0)

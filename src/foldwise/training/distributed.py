@@ -49,36 +49,37 @@ def init_distributed(device: torch.device) -> Dist:
     return Dist(rank=rank, world=world, local_rank=local_rank)
 
 
-def local_device(device: torch.device, d: Dist) -> torch.device:
+def local_device(device: torch.device, job: Dist) -> torch.device:
     """Each rank's own GPU under torchrun; the CPU stays the CPU."""
-    if d.enabled and device.type == "cuda":
-        torch.cuda.set_device(d.local_rank)
-        return torch.device("cuda", d.local_rank)
+    if job.enabled and device.type == "cuda":
+        torch.cuda.set_device(job.local_rank)
+        return torch.device("cuda", job.local_rank)
     return device
 
 
-def shard(rows: torch.Tensor, d: Dist) -> torch.Tensor:
+def shard(rows: torch.Tensor, job: Dist) -> torch.Tensor:
     """This rank's rows: every world-th row starting at its rank."""
-    return rows[d.rank :: d.world]
+    return rows[job.rank :: job.world]
 
 
-def gather_sharded(local: torch.Tensor, total: int, d: Dist) -> torch.Tensor:
+def gather_sharded(local: torch.Tensor, total: int, job: Dist) -> torch.Tensor:
     """Inverse of `shard` for per-row results: all ranks' rows, back in the original order."""
-    if not d.enabled:
+    if not job.enabled:
         return local
-    per_rank = -(-total // d.world)
+    per_rank = -(-total // job.world)
     padded = torch.zeros((per_rank, *local.shape[1:]), dtype=local.dtype, device=local.device)
     padded[: len(local)] = local
-    parts = [torch.empty_like(padded) for _ in range(d.world)]
+    parts = [torch.empty_like(padded) for _ in range(job.world)]
     dist.all_gather(parts, padded)
-    out = torch.stack(parts, dim=1).reshape(per_rank * d.world, *local.shape[1:])  # row j*world + r from rank r
+    out = torch.stack(parts, dim=1).reshape(per_rank * job.world, *local.shape[1:])  # row j*world + r from rank r
     return out[:total]
 
 
-def mean_across(value: float, d: Dist) -> float:
-    """The mean of a per-rank number (e.g. the training loss) over all ranks."""
-    if not d.enabled:
-        return value
-    t = torch.tensor([value], dtype=torch.float64)
-    dist.all_reduce(t)
-    return float(t) / d.world
+def mean_across(value: torch.Tensor, job: Dist) -> float:
+    """The mean over all ranks of a per-rank scalar tensor, reduced on the tensor's own device (nccl reduces only
+    CUDA tensors, gloo CPU ones)."""
+    if job.enabled:
+        value = value.detach().clone()
+        dist.all_reduce(value)
+        value /= job.world
+    return float(value)

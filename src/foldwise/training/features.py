@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,34 +22,20 @@ from foldwise.config import Recipe
 from foldwise.errors import FoldwiseError
 from foldwise.fileio import exclusive, sha256_file, write_atomic
 from foldwise.progress import progress
-from foldwise.training.augment import to_model_input
-from foldwise.training.engine import autocast, tta_views
+from foldwise.training.augment import to_model_input, view_mean
+from foldwise.training.precision import autocast
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class FeatureBatcher:
-    """Batcher over cached feature vectors (N, F) on the device: the Trainer's interface, no augmentation."""
-
-    images: torch.Tensor  # the features; named like Batcher's so the Trainer treats both alike
-    device: torch.device
-    streaming: bool = False
-
-    def model_input(self, index: torch.Tensor, padding: int = 0, hflip: bool = False, generator=None,
-                    rrc: float = 0.0) -> torch.Tensor:  # fmt: skip
-        """Feature vectors of these rows (augmentation arguments do not apply to features)."""
-        return self.images[index.to(self.images.device)].to(self.device, non_blocking=True)
-
-
 def check_recipe(recipe: Recipe) -> None:
     """cache_features needs a frozen backbone, and no augmentation that only makes sense on pixels."""
-    m, d = recipe.model, recipe.data
-    if not m.freeze_backbone:
+    net, data = recipe.model, recipe.data
+    if not net.freeze_backbone:
         raise FoldwiseError(
             "model.cache_features needs model.freeze_backbone: true (a backbone that trains changes its features)."
         )
-    if d.cutmix or d.random_erasing or d.random_resized_crop:
+    if data.cutmix or data.random_erasing or data.random_resized_crop:
         raise FoldwiseError(
             "model.cache_features: data.cutmix, data.random_erasing and data.random_resized_crop act on pixels, but "
             "the classifier trains on cached features; set them to 0 (data.mixup works on features)."
@@ -71,36 +57,53 @@ def backbone_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def extract(model: nn.Module, images: np.ndarray, mean, std, recipe: Recipe, device: torch.device, bf16: bool,
-            desc: str) -> np.ndarray:  # fmt: skip
+def extract(
+    model: nn.Module, images: np.ndarray, mean, std, recipe: Recipe, device: torch.device, bf16: bool, desc: str
+) -> np.ndarray:
     """float32 (N, F) features of uint8 NHWC `images`, each the mean over the recipe's TTA views."""
     model.eval()
-    d, bs, out = recipe.data, recipe.data.eval_batch_size, []
-    for start in progress(range(0, len(images), bs), desc=desc, unit="batch"):
-        batch = torch.from_numpy(np.asarray(images[start : start + bs])).to(device)
+    data, batch_size, out = recipe.data, recipe.data.eval_batch_size, []
+    for start in progress(range(0, len(images), batch_size), desc=desc, unit="batch"):
+        batch = torch.from_numpy(np.asarray(images[start : start + batch_size])).to(device)
         x = to_model_input(batch, mean, std, recipe.run.channels_last)
         with autocast(device, bf16):
-            views = tta_views(x, d.tta_hflip, d.tta_translate)
-            out.append(torch.stack([backbone_features(model, v).float() for v in views]).mean(0).cpu())
+            views = view_mean(lambda v: backbone_features(model, v), x, data.tta_hflip, data.tta_translate)
+            out.append(views.cpu())
     width = out[0].shape[1] if out else 0
     return torch.cat(out).numpy() if out else np.zeros((0, width), dtype=np.float32)
 
 
 def features_key(recipe: Recipe, weights: Path | None, arrays: list[np.ndarray], mean, std, bf16: bool) -> str:
     """Everything the features depend on: model, weights bytes, image caches, normalization, TTA, precision."""
-    m, d = recipe.model, recipe.data
+    net, data = recipe.model, recipe.data
     parts = {
-        "v": 1, "model": m.name, "kwargs": m.kwargs, "small_stem": m.small_stem,
-        "weights": sha256_file(weights) if weights else None, "hub": m.pretrained,
+        "v": 1,
+        "model": net.name,
+        "kwargs": net.kwargs,
+        "small_stem": net.small_stem,
+        "weights": sha256_file(weights) if weights else None,
+        "hub": net.pretrained,
         "images": [Path(getattr(a, "filename", "") or "").name or str(a.shape) for a in arrays],
-        "mean": [float(v) for v in mean.flatten()], "std": [float(v) for v in std.flatten()],
-        "tta": [d.tta_hflip, d.tta_translate], "bf16": bf16,
-    }  # fmt: skip
+        "mean": [float(v) for v in mean.flatten()],
+        "std": [float(v) for v in std.flatten()],
+        "tta": [data.tta_hflip, data.tta_translate],
+        "bf16": bf16,
+    }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def cached_features(model: nn.Module, train: np.ndarray, test: np.ndarray, cache_dir: Path, recipe: Recipe,
-                    weights: Path | None, mean, std, device: torch.device, bf16: bool):  # fmt: skip
+def cached_features(
+    model: nn.Module,
+    train: np.ndarray,
+    test: np.ndarray,
+    cache_dir: Path,
+    recipe: Recipe,
+    weights: Path | None,
+    mean,
+    std,
+    device: torch.device,
+    bf16: bool,
+):
     """(train features, test features) float32 arrays, computed on the first call and read from the cache after."""
     key = features_key(recipe, weights, [train, test], mean, std, bf16)
     path = Path(cache_dir) / f"features-{recipe.model.name}-{key}.npz"

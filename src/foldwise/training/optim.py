@@ -20,9 +20,14 @@ def create_optimizer_and_scheduler(model, cfg: OptimConfig, steps_per_epoch: int
     total = (epochs or cfg.epochs) * steps_per_epoch
     warmup = min(int(cfg.warmup_epochs * steps_per_epoch), max(total - 1, 0))
     common = dict(
-        optimizer=optimizer, t_initial=max(total - warmup, 1), lr_min=cfg.lr * cfg.min_lr_ratio, warmup_t=warmup,
-        warmup_lr_init=cfg.lr * cfg.warmup_ratio, warmup_prefix=True, t_in_epochs=False,
-    )  # fmt: skip
+        optimizer=optimizer,
+        t_initial=max(total - warmup, 1),
+        lr_min=cfg.lr * cfg.min_lr_ratio,
+        warmup_t=warmup,
+        warmup_lr_init=cfg.lr * cfg.warmup_ratio,
+        warmup_prefix=True,
+        t_in_epochs=False,
+    )
     if cfg.schedule == "cosine":
         return optimizer, CosineLRScheduler(**common)
     if cfg.schedule == "linear":

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import statistics
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from foldwise import __version__
 from foldwise.config import Recipe
-from foldwise.data.competition import Competition, native_image_size
+from foldwise.data.competition import Competition
 from foldwise.data.folds import read_folds
+from foldwise.data.images import native_image_size
 from foldwise.errors import FoldwiseError
 from foldwise.fileio import sha256_file
 from foldwise.workspace import Workspace
@@ -34,8 +37,9 @@ def resolve_recipe(recipe: Recipe, comp: Competition) -> Recipe:
         return recipe
     side = native_image_size(comp.train_images)
     size = min(max(side, AUTO_SIZE_RANGE[0]), AUTO_SIZE_RANGE[1])
-    log.info("%s: data.image_size 0 -> %d px (the training images' median shorter side is %d px)", recipe.name,
-             size, side)  # fmt: skip
+    log.info(
+        "%s: data.image_size 0 -> %d px (the training images' median shorter side is %d px)", recipe.name, size, side
+    )
     return dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, image_size=size))
 
 
@@ -63,14 +67,49 @@ def run_seed(recipe: Recipe, fold: int | None) -> int:
 def run_meta(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace) -> dict:
     """What identifies a run: recipe, data, fold, seed, folds file checksum; saved in config.yaml and model.pt."""
     meta = {
-        "recipe": recipe.to_dict(), "competition": comp.name, "fold": fold, "seed": run_seed(recipe, fold),
-        "folds_sha256": sha256_file(ws.folds_csv(comp.name)), "classes": list(comp.classes),
+        "recipe": recipe.to_dict(),
+        "competition": comp.name,
+        "fold": fold,
+        "seed": run_seed(recipe, fold),
+        "folds_sha256": sha256_file(ws.folds_csv(comp.name)),
+        "classes": list(comp.classes),
         "foldwise_version": __version__,
-    }  # fmt: skip
+    }
     weights = Path(recipe.model.pretrained_file).expanduser()
     if recipe.model.pretrained_file and not recipe.model.pretrained_file.startswith("package:") and weights.is_file():
         meta["weights_sha256"] = sha256_file(weights)  # a replaced weights file is another run, same path or not
     return meta
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One run to train or skip: the data, the resolved recipe, the fold (None: the full retrain), where it writes
+    and what identifies it (`meta`, saved in config.yaml and model.pt)."""
+
+    comp: Competition
+    recipe: Recipe
+    fold: int | None
+    run_dir: Path
+    meta: dict
+    folds_csv: Path
+    cache_dir: Path
+
+    @property
+    def name(self) -> str:
+        """'cpu-cnn fold 0', 'cpu-cnn full': how logs name the run."""
+        return f"{self.recipe.name} {'full' if self.fold is None else f'fold {self.fold}'}"
+
+    def finished(self) -> bool:
+        """True when this exact run already finished (see skip_finished)."""
+        return skip_finished(self.run_dir, self.fold, self.meta)
+
+
+def plan_run(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace) -> RunPlan:
+    """The plan of one run: image size resolved, identity computed; nothing is read but the folds file."""
+    recipe = resolve_recipe(recipe, comp)
+    run_dir = ws.run_dir(comp.name, recipe.name, fold)
+    meta = run_meta(comp, recipe, fold, ws)
+    return RunPlan(comp, recipe, fold, run_dir, meta, ws.folds_csv(comp.name), ws.cache_dir(comp.name))
 
 
 def is_finished(run_dir: Path, fold: int | None) -> bool:
@@ -108,3 +147,24 @@ def fold_numbers(ws: Workspace, comp: Competition, fold: str) -> list[int]:
     if missing:
         raise FoldwiseError(f"{path}: has no fold {missing} (its folds are {present}).")
     return wanted
+
+
+def fold_rows(plan: RunPlan) -> tuple[list[int], list[int]]:
+    """(training rows, held-out rows) of the plan's fold in competition row order; the full retrain holds none out."""
+    comp, fold = plan.comp, plan.fold
+    fold_of = dict(zip(*(read_folds(plan.folds_csv, comp)[c] for c in ("id", "fold"))))
+    valid = [row for row, id_ in enumerate(comp.train_ids) if fold is not None and fold_of[id_] == fold]
+    train = [row for row, id_ in enumerate(comp.train_ids) if fold is None or fold_of[id_] != fold]
+    if fold is not None and not valid:
+        raise FoldwiseError(f"{plan.folds_csv}: fold {fold} has no images; choose an existing fold.")
+    return train, valid
+
+
+def full_epochs(plan: RunPlan) -> tuple[int, str]:
+    """Epochs for the full retrain: the median of the finished folds' epochs (early stopping), else the recipe's."""
+    recipe = plan.recipe
+    folds = [yaml.safe_load(p.read_text()) for p in sorted(plan.run_dir.parent.glob("fold*/config.yaml"))]
+    counts = [m["epochs"] for m in folds if m.get("recipe") == recipe.to_dict() and "epochs" in m]
+    if not counts or recipe.optim.patience <= 0:
+        return recipe.optim.epochs, "recipe"
+    return int(statistics.median(counts)), f"median of {len(counts)} folds' early-stopped epochs {counts}"

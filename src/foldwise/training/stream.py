@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from foldwise.config import DataConfig
+from foldwise.workers import default_workers
 
 RESIDENT_SHARE = 0.4  # the tensor path may use up to this share of the device's free memory for the images
 
@@ -34,7 +35,8 @@ def choose_pipeline(setting: str, n_images: int, size: int, device: torch.device
 
 
 def train_transform(data: DataConfig, seed: int) -> A.Compose:
-    """The tensor path's augmentation, per image: reflect-padded random crop, random-resized-crop, flip, erasing."""
+    """The streaming path's augmentation, per image in the workers: the steps the tensor path runs in batches
+    (reflect-padded random crop, random-resized-crop, flip, erasing)."""
     size, pad = data.image_size, data.crop_padding
     steps = [
         A.PadIfNeeded(size + 2 * pad, size + 2 * pad, border_mode=cv2.BORDER_REFLECT_101),
@@ -45,8 +47,15 @@ def train_transform(data: DataConfig, seed: int) -> A.Compose:
     if data.hflip:
         steps.append(A.HorizontalFlip(p=0.5))
     if data.random_erasing:
-        steps.append(A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=(0.1, 0.5), hole_width_range=(0.1, 0.5),
-                                     fill="random_uniform", p=data.random_erasing))  # fmt: skip
+        steps.append(
+            A.CoarseDropout(
+                num_holes_range=(1, 1),
+                hole_height_range=(0.1, 0.5),
+                hole_width_range=(0.1, 0.5),
+                fill="random_uniform",
+                p=data.random_erasing,
+            )
+        )
     return A.Compose(steps, seed=seed)
 
 
@@ -54,8 +63,9 @@ class CachedRows(Dataset):
     """Rows of the uint8 (N, H, W, 3) cache in a given order, optionally augmented; yields (uint8 HWC, label), or
     the image alone when there are no labels (prediction)."""
 
-    def __init__(self, images: np.ndarray, labels: torch.Tensor | None, rows: torch.Tensor,
-                 transform: A.Compose | None):  # fmt: skip
+    def __init__(
+        self, images: np.ndarray, labels: torch.Tensor | None, rows: torch.Tensor, transform: A.Compose | None
+    ):
         self.images, self.labels, self.rows, self.transform = images, labels, rows.tolist(), transform
 
     def __len__(self) -> int:
@@ -76,14 +86,27 @@ def _seed_worker(worker_id: int) -> None:
         transform.set_random_seed(info.seed % 2**31)
 
 
-def batches(images: np.ndarray, labels: torch.Tensor | None, rows: torch.Tensor, batch_size: int,
-            data: DataConfig | None, seed: int, pin: bool, workers: int | None = None) -> DataLoader:  # fmt: skip
+def batches(
+    images: np.ndarray,
+    labels: torch.Tensor | None,
+    rows: torch.Tensor,
+    batch_size: int,
+    data: DataConfig | None,
+    seed: int,
+    pin: bool,
+    workers: int | None = None,
+) -> DataLoader:
     """Batches of (uint8 NHWC, labels) in the order of `rows` (uint8 NHWC alone when `labels` is None), decoded and
     augmented in worker processes."""
     transform = train_transform(data, seed) if data is not None else None
-    workers = min(os.cpu_count() or 1, 8) if workers is None else workers
+    workers = default_workers() if workers is None else workers
     return DataLoader(
-        CachedRows(images, labels, rows, transform), batch_size=batch_size, shuffle=False, num_workers=workers,
-        pin_memory=pin, worker_init_fn=_seed_worker, generator=torch.Generator().manual_seed(seed),
+        CachedRows(images, labels, rows, transform),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=pin,
+        worker_init_fn=_seed_worker,
+        generator=torch.Generator().manual_seed(seed),
         persistent_workers=False,
-    )  # fmt: skip
+    )

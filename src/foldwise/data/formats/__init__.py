@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from foldwise.data.competition import Competition
 from foldwise.data.formats import cifar, csv_layout, folder, idx, tiny_imagenet
 from foldwise.errors import FoldwiseError
 
@@ -37,3 +38,14 @@ def detect_layout(root: Path) -> str:
         "(+ sample_submission.csv); train/<class>/* + test/*; Intel seg_train/seg_train/<class>/; "
         "tiny-imagenet-200/ (wnids.txt); CIFAR python pickles; MNIST IDX files. See README 'Input layouts'."
     )
+
+
+def load_competition(root: str | Path, layout: str | None = None) -> Competition:
+    """Detect the layout under `root` (or use the named one) and read it."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FoldwiseError(f"{root}: no such competition directory. Put the competition's files in input/<name>/.")
+    name = layout or detect_layout(root)
+    if name not in LAYOUTS:
+        raise FoldwiseError(f"unknown layout {name!r}; choose one of {', '.join(LAYOUTS)}.")
+    return LAYOUTS[name](root)

@@ -12,11 +12,12 @@ class index = the official label number.
 from __future__ import annotations
 
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from foldwise.data.competition import ArrayImages, Competition, competition_options
+from foldwise.data.competition import ArrayImages, Competition, competition_options, shipped_solution
 from foldwise.data.formats.common import TestSplit, choose_test_split, numbered_ids
 from foldwise.errors import FoldwiseError
 
@@ -24,11 +25,16 @@ SUBDIRS = ("", "cifar-10-batches-py", "cifar-100-python")  # the competition dir
 
 # What the official pickles (Python 2, numpy) refer to; a pickle naming anything else is refused, not executed.
 SAFE_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
-}  # fmt: skip
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+}
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -63,8 +69,18 @@ def load_pickle(path: Path) -> dict[bytes, object]:
     try:
         with open(path, "rb") as f:
             data = _ArrayUnpickler(f, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-            ImportError, OverflowError, MemoryError) as e:  # fmt: skip
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        ImportError,
+        OverflowError,
+        MemoryError,
+    ) as e:
         raise FoldwiseError(
             f"{path}: cannot read this CIFAR pickle, it is truncated or corrupt ({type(e).__name__}: {e}). "
             "Extract the official python tarball (cifar-10-python.tar.gz / cifar-100-python.tar.gz) again."
@@ -84,8 +100,10 @@ def names(meta: dict, key: bytes, path: Path) -> tuple[str, ...]:
 def batch_labels(batch: dict, key: bytes, path: Path, n_classes: int) -> np.ndarray:
     """Labels of one batch, checked against its image count and the number of classes."""
     if b"data" not in batch or key not in batch:
-        raise FoldwiseError(f"{path}: has no {'data' if b'data' not in batch else key.decode()!r} entry; it is not "
-                            "a CIFAR batch of this kind. Extract the official tarball again.")  # fmt: skip
+        raise FoldwiseError(
+            f"{path}: has no {'data' if b'data' not in batch else key.decode()!r} entry; it is not "
+            "a CIFAR batch of this kind. Extract the official tarball again."
+        )
     labels = np.asarray(batch[key], dtype=np.int64)
     rows = np.shape(batch[b"data"])[0]
     if labels.ndim != 1 or len(labels) != rows:
@@ -123,45 +141,81 @@ def read_split(paths: tuple[Path, ...], key: bytes, n_classes: int) -> tuple[np.
     return np.concatenate([batch_labels(batch, key, p, n_classes) for batch, p in batches]), side
 
 
+@dataclass(frozen=True)
+class CifarFiles:
+    """Which pickles hold what, for one CIFAR variant and label set."""
+
+    classes: tuple[str, ...]
+    label_key: bytes  # b"labels" (CIFAR-10), b"fine_labels" / b"coarse_labels" (CIFAR-100)
+    train: tuple[Path, ...]
+    test: Path
+    detail: str  # for `foldwise describe`
+
+
+def cifar10_files(root: Path, data_dir: Path, label_set: str) -> CifarFiles:
+    """CIFAR-10: batches.meta, data_batch_1..5, test_batch (one label set)."""
+    if label_set != "fine":
+        raise FoldwiseError(
+            f"{root / 'foldwise.yaml'}: cifar_labels: {label_set} applies to CIFAR-100 only; "
+            "CIFAR-10 has one label set. Remove the line."
+        )
+    meta_path = data_dir / "batches.meta"
+    train_paths = tuple(sorted(data_dir.glob("data_batch_*"), key=lambda p: (len(p.name), p.name)))
+    if not train_paths:
+        raise FoldwiseError(f"{data_dir}: no data_batch_1..5; extract the complete CIFAR-10 tarball here.")
+    where = "" if data_dir == root else f" in {data_dir.name}/"
+    classes = names(load_pickle(meta_path), b"label_names", meta_path)
+    return CifarFiles(classes, b"labels", train_paths, data_dir / "test_batch", f"CIFAR-10 python pickles{where}")
+
+
+def cifar100_files(root: Path, data_dir: Path, label_set: str) -> CifarFiles:
+    """CIFAR-100: meta, train, test; fine or coarse labels."""
+    meta_path = data_dir / "meta"
+    classes = names(load_pickle(meta_path), f"{label_set}_label_names".encode(), meta_path)
+    other = "coarse" if label_set == "fine" else "fine"
+    where = "" if data_dir == root else f" in {data_dir.name}/"
+    detail = (
+        f"CIFAR-100 python pickles{where}, {label_set} labels ({len(classes)} classes; "
+        f"`cifar_labels: {other}` in {root.name}/foldwise.yaml switches)"
+    )
+    return CifarFiles(classes, f"{label_set}_labels".encode(), (data_dir / "train",), data_dir / "test", detail)
+
+
 def read(root: Path) -> Competition:
     """Read CIFAR-10 or CIFAR-100; the official test split is the test set, its labels the solution key."""
     found = find_dir(root)
     if found is None:
-        raise FoldwiseError(f"{root}: no CIFAR pickles (batches.meta + data_batch_*, or meta + train + test) here "
-                            f"or in {' / '.join(SUBDIRS[1:])}/.")  # fmt: skip
+        raise FoldwiseError(
+            f"{root}: no CIFAR pickles (batches.meta + data_batch_*, or meta + train + test) here "
+            f"or in {' / '.join(SUBDIRS[1:])}/."
+        )
     data_dir, variant = found
     label_set = competition_options(root).get("cifar_labels", "fine")
-    where = "" if data_dir == root else f" in {data_dir.name}/"
-    if variant == 10:
-        if label_set != "fine":
-            raise FoldwiseError(f"{root / 'foldwise.yaml'}: cifar_labels: {label_set} applies to CIFAR-100 only; "
-                                "CIFAR-10 has one label set. Remove the line.")  # fmt: skip
-        meta_path, key = data_dir / "batches.meta", b"labels"
-        classes = names(load_pickle(meta_path), b"label_names", meta_path)
-        train_paths = tuple(sorted(data_dir.glob("data_batch_*"), key=lambda p: (len(p.name), p.name)))
-        if not train_paths:
-            raise FoldwiseError(f"{data_dir}: no data_batch_1..5; extract the complete CIFAR-10 tarball here.")
-        test_path, detail = data_dir / "test_batch", f"CIFAR-10 python pickles{where}"
-    else:
-        meta_path, key = data_dir / "meta", f"{label_set}_labels".encode()
-        classes = names(load_pickle(meta_path), f"{label_set}_label_names".encode(), meta_path)
-        train_paths, test_path = (data_dir / "train",), data_dir / "test"
-        other = "coarse" if label_set == "fine" else "fine"
-        detail = (f"CIFAR-100 python pickles{where}, {label_set} labels ({len(classes)} classes; "
-                  f"`cifar_labels: {other}` in {root.name}/foldwise.yaml switches)")  # fmt: skip
-    train_labels, train_side = read_split(train_paths, key, len(classes))
-    test_labels, test_side = read_split((test_path,), key, len(classes))
+    files = (cifar10_files if variant == 10 else cifar100_files)(root, data_dir, label_set)
+    classes = files.classes
+    train_labels, train_side = read_split(files.train, files.label_key, len(classes))
+    test_labels, test_side = read_split((files.test,), files.label_key, len(classes))
     split = TestSplit(
-        f"CIFAR-{variant} {test_path.name}", numbered_ids("test", len(test_labels)),
-        array_images((test_path,), len(test_labels), test_side), tuple(classes[i] for i in test_labels),
-    )  # fmt: skip
+        f"CIFAR-{variant} {files.test.name}",
+        numbered_ids("test", len(test_labels)),
+        array_images((files.test,), len(test_labels), test_side),
+        tuple(classes[i] for i in test_labels),
+    )
     fmt, test, notes = choose_test_split(root, classes, [split])
-    solution = root / "solution.csv"
     return Competition(
-        name=root.name, root=root, layout="cifar", classes=classes,
-        train_ids=numbered_ids("train", len(train_labels)), train_labels=tuple(int(i) for i in train_labels),
-        train_images=array_images(train_paths, len(train_labels), train_side),
-        test_ids=test.ids, test_images=test.images, submission=fmt,
-        solution_path=solution if solution.is_file() else None, solution_labels=test.labels,
-        layout_detail=detail, test_description=test.description(), notes=tuple(notes),
-    )  # fmt: skip
+        name=root.name,
+        root=root,
+        layout="cifar",
+        classes=classes,
+        train_ids=numbered_ids("train", len(train_labels)),
+        train_labels=tuple(int(i) for i in train_labels),
+        train_images=array_images(files.train, len(train_labels), train_side),
+        test_ids=test.ids,
+        test_images=test.images,
+        submission=fmt,
+        solution_path=shipped_solution(root),
+        solution_labels=test.labels,
+        layout_detail=files.detail,
+        test_description=test.description(),
+        notes=tuple(notes),
+    )

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from foldwise.data.competition import ArrayImages, ImageSource, SubmissionFormat
-from foldwise.data.formats.csv_layout import read_sample_submission
+from foldwise.data.csvfiles import read_sample_submission
 from foldwise.errors import FoldwiseError
 
 
@@ -23,7 +23,7 @@ from foldwise.errors import FoldwiseError
 class TestSplit:
     """One candidate test set: where it comes from, its ids and images, and its labels when it ships them."""
 
-    what: str  # where it comes from, e.g. "CIFAR-10 test_batch"
+    source: str  # where it comes from, e.g. "CIFAR-10 test_batch"
     ids: tuple[str, ...]
     images: ImageSource
     labels: tuple[str, ...] = ()  # class name per image when the split ships labels
@@ -31,8 +31,8 @@ class TestSplit:
     def description(self) -> str:
         """What `foldwise describe` says about this split as the test set."""
         if self.labels:
-            return f"{self.what} (labeled: its labels are a solution key kept aside, never trained on)"
-        return f"{self.what} (unlabeled)"
+            return f"{self.source} (labeled: its labels are a solution key kept aside, never trained on)"
+        return f"{self.source} (unlabeled)"
 
 
 def numbered_ids(prefix: str, n: int) -> tuple[str, ...]:
@@ -41,7 +41,7 @@ def numbered_ids(prefix: str, n: int) -> tuple[str, ...]:
     return tuple(f"{prefix}_{i:0{width}d}" for i in range(n))
 
 
-def take(images: ImageSource, order: Sequence[int], extra_file: Path) -> ImageSource:
+def reordered(images: ImageSource, order: Sequence[int], extra_file: Path) -> ImageSource:
     """The images in `order`; array images also key their cache on `extra_file` (the file that set the order)."""
     if isinstance(images, ArrayImages):
         index = np.asarray(order, dtype=np.int64)
@@ -67,7 +67,7 @@ def choose_test_split(
         ids = [str(i) for i in ids]
         match = next((s for s in splits if len(s.ids) == len(ids) and set(s.ids) == set(ids)), None)
         if match is None:
-            tried = "; ".join(f"{s.what}: {len(s.ids)} ids, e.g. {list(s.ids[:3])}" for s in splits)
+            tried = "; ".join(f"{s.source}: {len(s.ids)} ids, e.g. {list(s.ids[:3])}" for s in splits)
             raise FoldwiseError(
                 f"{sample}: its {len(ids)} ids (e.g. {ids[:3]}) are not the ids of any test split ({tried}). "
                 "Fix the sample's ids or remove it to use the default test split."
@@ -75,8 +75,8 @@ def choose_test_split(
         position = {id_: n for n, id_ in enumerate(match.ids)}
         order = [position[i] for i in ids]
         labels = tuple(match.labels[i] for i in order) if match.labels else ()
-        chosen = TestSplit(match.what, tuple(ids), take(match.images, order, sample), labels)
-    notes = [unused_note(s, chosen, sample.is_file()) for s in splits if s.what != chosen.what]
+        chosen = TestSplit(match.source, tuple(ids), reordered(match.images, order, sample), labels)
+    notes = [unused_note(s, chosen, sample.is_file()) for s in splits if s.source != chosen.source]
     return fmt, chosen, notes
 
 
@@ -84,11 +84,10 @@ def unused_note(unused: TestSplit, chosen: TestSplit, by_sample: bool) -> str:
     """Why a split is not the test set (a labeled one is never added to training either)."""
     kind = "labeled" if unused.labels else "unlabeled"
     if by_sample:
-        return (
-            f"{unused.what} ({len(unused.ids)} {kind} images) is not used: sample_submission.csv lists {chosen.what}."
-        )
+        listed = f"sample_submission.csv lists {chosen.source}"
+        return f"{unused.source} ({len(unused.ids)} {kind} images) is not used: {listed}."
     return (
-        f"{unused.what} ({len(unused.ids)} {kind} images) is not used: {chosen.what} is the test set"
+        f"{unused.source} ({len(unused.ids)} {kind} images) is not used: {chosen.source} is the test set"
         + (" so that a submission can be scored locally" if chosen.labels else "")
-        + f". To predict {unused.what} instead, add a sample_submission.csv listing its ids."
+        + f". To predict {unused.source} instead, add a sample_submission.csv listing its ids."
     )

@@ -14,19 +14,12 @@ Test ids are file stems (`test_00000`... in file-name order when stems repeat ac
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
-from foldwise.data.competition import (
-    Competition,
-    SubmissionFormat,
-    list_images,
-    scan_images,
-    sort_class_names,
-    warn_skipped,
-)
+from foldwise.data.competition import Competition, SubmissionFormat, shipped_solution, sort_class_names
+from foldwise.data.csvfiles import read_sample_submission
 from foldwise.data.formats.common import TestSplit, choose_test_split, numbered_ids, unused_note
-from foldwise.data.formats.csv_layout import read_sample_submission, test_paths_for_ids
+from foldwise.data.images import check_unique, list_images, resolve_ids, scan_images, warn_skipped
 from foldwise.errors import FoldwiseError
 
 TRAIN_DIRS = ("train", "seg_train/seg_train", "seg_train")
@@ -71,8 +64,8 @@ def labeled_split(directory: Path, root: Path) -> TestSplit:
     pairs = sorted((p.name, folder.name, p) for folder in class_folders(directory) for p in images_of_class(folder))
     stems = [Path(name).stem for name, _, _ in pairs]
     ids = tuple(stems) if len(set(stems)) == len(stems) else numbered_ids("test", len(pairs))
-    what = f"{directory.relative_to(root).as_posix()}/<class>/"
-    return TestSplit(what, ids, tuple(p for _, _, p in pairs), tuple(c for _, c, _ in pairs))
+    source = f"{directory.relative_to(root).as_posix()}/<class>/"
+    return TestSplit(source, ids, tuple(p for _, _, p in pairs), tuple(c for _, c, _ in pairs))
 
 
 def read(root: Path) -> Competition:
@@ -80,6 +73,31 @@ def read(root: Path) -> Competition:
     train = train_dir(root)
     if train is None:
         raise FoldwiseError(f"{root / 'train'}: no class folders; put the labeled images in train/<class>/.")
+    classes, ids, labels, paths = read_train(train)
+    fmt, chosen, notes = choose_test(root, classes)
+    if train.name != "train" or train.parent != root:
+        notes.insert(0, f"training images from {train.relative_to(root).as_posix()}/<class>/")
+    return Competition(
+        name=root.name,
+        root=root,
+        layout="folder",
+        classes=classes,
+        train_ids=tuple(ids),
+        train_labels=tuple(labels),
+        train_images=tuple(paths),
+        test_ids=chosen.ids,
+        test_images=tuple(chosen.images),
+        submission=fmt,
+        solution_path=shipped_solution(root),
+        solution_labels=chosen.labels,
+        layout_detail=variant(train, root),
+        test_description=chosen.description(),
+        notes=tuple(notes),
+    )
+
+
+def read_train(train: Path) -> tuple[tuple[str, ...], list[str], list[int], list[Path]]:
+    """(classes, ids `<class>/<stem>`, label indices, files) of the class folders under `train`."""
     folders = class_folders(train)
     classes = sort_class_names(p.name for p in folders)
     index = {c: i for i, c in enumerate(classes)}
@@ -91,50 +109,45 @@ def read(root: Path) -> Competition:
             paths.append(path)
     if not ids:
         raise FoldwiseError(f"{train}: no images in the class folders.")
-    duplicated = sorted(i for i, n in Counter(ids).items() if n > 1)
-    if duplicated:
-        raise FoldwiseError(f"{train}: images whose names differ only by extension: {duplicated[:5]}. "
-                            "Remove the copies.")  # fmt: skip
+    check_unique(ids, train, "images whose names differ only by extension:")
+    return classes, ids, labels, paths
+
+
+def choose_test(root: Path, classes: tuple[str, ...]) -> tuple[SubmissionFormat, TestSplit, list[str]]:
+    """The test split (a flat folder, or a labeled split whose labels become the key), its format and notes."""
     labeled = [labeled_split(root / d, root) for d in LABELED_TEST_DIRS if is_class_tree(root / d)]
     labeled = [s for s in labeled if s.ids]
     flat = next((root / d for d in UNLABELED_TEST_DIRS if (root / d).is_dir() and not is_class_tree(root / d)), None)
     sample = root / "sample_submission.csv"
-    notes: list[str] = []
     # A sample listing a labeled split's ids chooses that split (choose_test_split below), not the flat folder.
     sample_ids = set(map(str, read_sample_submission(sample, classes)[1])) if sample.is_file() and labeled else set()
     picks_labeled = any(set(s.ids) == sample_ids for s in labeled)
     if flat is not None and not picks_labeled and (sample.is_file() or not labeled):  # plain Kaggle: test/<image>
-        if sample.is_file():
-            fmt, test_ids = read_sample_submission(sample, classes)
-            test_images = test_paths_for_ids(test_ids, flat, sample)
-        else:
-            files = list_images(flat)
-            fmt, test_ids, test_images = SubmissionFormat(), [p.stem for p in files], files
-        chosen = TestSplit(f"{flat.relative_to(root).as_posix()}/", tuple(test_ids), tuple(test_images))
-        notes = [unused_note(s, chosen, sample.is_file()) for s in labeled]
-        solution_labels: tuple[str, ...] = ()
-    elif labeled:
-        flat_files = list_images(flat) if flat is not None else []
-        if flat_files:  # an unlabeled folder beside it is left out, with a note saying so
-            what = f"{flat.relative_to(root).as_posix()}/"
-            labeled.append(TestSplit(what, tuple(p.stem for p in flat_files), tuple(flat_files)))
-        fmt, chosen, notes = choose_test_split(root, classes, labeled)
-        test_ids, test_images, solution_labels = chosen.ids, chosen.images, chosen.labels
-        unknown = sorted(set(solution_labels) - set(classes))
-        if unknown:
-            notes.append(f"{chosen.what}: class folder(s) {unknown[:5]} have no training images; never predicted.")
-    else:
+        fmt, chosen = flat_split(root, flat, classes)
+        return fmt, chosen, [unused_note(s, chosen, sample.is_file()) for s in labeled]
+    if not labeled:
         raise FoldwiseError(f"{root / 'test'}: missing; put the unlabeled test images there.")
-    if train.name != "train" or train.parent != root:
-        notes.insert(0, f"training images from {train.relative_to(root).as_posix()}/<class>/")
-    solution = root / "solution.csv"
-    return Competition(
-        name=root.name, root=root, layout="folder", classes=classes,
-        train_ids=tuple(ids), train_labels=tuple(labels), train_images=tuple(paths),
-        test_ids=tuple(test_ids), test_images=tuple(test_images), submission=fmt,
-        solution_path=solution if solution.exists() else None, solution_labels=tuple(solution_labels),
-        layout_detail=variant(train, root), test_description=chosen.description(), notes=tuple(notes),
-    )  # fmt: skip
+    flat_files = list_images(flat) if flat is not None else []
+    if flat_files:  # an unlabeled folder beside it is left out, with a note saying so
+        where = f"{flat.relative_to(root).as_posix()}/"
+        labeled.append(TestSplit(where, tuple(p.stem for p in flat_files), tuple(flat_files)))
+    fmt, chosen, notes = choose_test_split(root, classes, labeled)
+    unknown = sorted(set(chosen.labels) - set(classes))
+    if unknown:
+        notes.append(f"{chosen.source}: class folder(s) {unknown[:5]} have no training images; never predicted.")
+    return fmt, chosen, notes
+
+
+def flat_split(root: Path, flat: Path, classes: tuple[str, ...]) -> tuple[SubmissionFormat, TestSplit]:
+    """An unlabeled folder of test images: the ids a sample_submission.csv lists, else every image's stem."""
+    sample = root / "sample_submission.csv"
+    if sample.is_file():
+        fmt, test_ids = read_sample_submission(sample, classes)
+        test_images = resolve_ids(test_ids, flat, sample)
+    else:
+        files = list_images(flat)
+        fmt, test_ids, test_images = SubmissionFormat(), [p.stem for p in files], files
+    return fmt, TestSplit(f"{flat.relative_to(root).as_posix()}/", tuple(test_ids), tuple(test_images))
 
 
 def variant(train: Path, root: Path) -> str:

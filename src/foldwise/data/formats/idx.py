@@ -13,10 +13,22 @@ from pathlib import Path
 
 import numpy as np
 
-from foldwise.data.competition import ArrayImages, Competition
+from foldwise.data.competition import ArrayImages, Competition, shipped_solution
 from foldwise.data.formats.common import TestSplit, choose_test_split, numbered_ids
 from foldwise.errors import FoldwiseError
 
+FASHION_MNIST_CLASSES = (
+    "t-shirt",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle-boot",
+)
 DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -140,25 +152,32 @@ def read(root: Path) -> Competition:
     top = int(max(train_labels.max(initial=0), test_labels.max(initial=0) if test_labels is not None else 0))
     fashion = "fashion" in root.name.lower() and top < 10
     if fashion:
-        from foldwise.data.demo import FASHION_MNIST_CLASSES  # here: demo imports this module
-
         classes = tuple(FASHION_MNIST_CLASSES[: top + 1])
     else:
         classes = tuple(str(i) for i in range(top + 1))
-    what = files["t10k-images"].name
+    source = files["t10k-images"].name
     split = TestSplit(
-        what + (f" + {files['t10k-labels'].name}" if test_labels is not None else ""),
-        numbered_ids("test", n_test), array_images(files["t10k-images"], n_test),
+        source + (f" + {files['t10k-labels'].name}" if test_labels is not None else ""),
+        numbered_ids("test", n_test),
+        array_images(files["t10k-images"], n_test),
         tuple(classes[i] for i in test_labels) if test_labels is not None else (),
-    )  # fmt: skip
+    )
     fmt, test, notes = choose_test_split(root, classes, [split])
-    solution = root / "solution.csv"
     names = "Fashion-MNIST class names (the directory name says fashion)" if fashion else "digit class names"
     return Competition(
-        name=root.name, root=root, layout="idx", classes=classes,
-        train_ids=numbered_ids("train", n_train), train_labels=tuple(int(i) for i in train_labels),
+        name=root.name,
+        root=root,
+        layout="idx",
+        classes=classes,
+        train_ids=numbered_ids("train", n_train),
+        train_labels=tuple(int(i) for i in train_labels),
         train_images=array_images(files["train-images"], n_train),
-        test_ids=test.ids, test_images=test.images, submission=fmt,
-        solution_path=solution if solution.is_file() else None, solution_labels=test.labels,
-        layout_detail=f"MNIST-style IDX files, {names}", test_description=test.description(), notes=tuple(notes),
-    )  # fmt: skip
+        test_ids=test.ids,
+        test_images=test.images,
+        submission=fmt,
+        solution_path=shipped_solution(root),
+        solution_labels=test.labels,
+        layout_detail=f"MNIST-style IDX files, {names}",
+        test_description=test.description(),
+        notes=tuple(notes),
+    )

@@ -11,12 +11,11 @@ sample_submission.csv lists its ids.
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
-from foldwise.data.competition import Competition, list_images
+from foldwise.data.competition import Competition, shipped_solution
 from foldwise.data.formats.common import TestSplit, choose_test_split
-from foldwise.data.formats.csv_layout import check_not_empty_files
+from foldwise.data.images import check_not_empty_files, check_unique, list_images
 from foldwise.errors import FoldwiseError
 
 SUBDIR = "tiny-imagenet-200"
@@ -90,9 +89,7 @@ def val_split(data: Path, wnids: set[str]) -> tuple[TestSplit | None, list[str]]
             f"{annotations}: {len(missing)} listed image(s) are missing from {images_dir}/ (e.g. {missing[:5]}). "
             "Restore them or remove their lines."
         )
-    duplicated = sorted(i for i, n in Counter(ids).items() if n > 1)
-    if duplicated:
-        raise FoldwiseError(f"{annotations}: images listed more than once: {duplicated[:5]}. Remove the copies.")
+    check_unique(ids, annotations, "images listed more than once:")
     notes = []
     if skipped:
         notes.append(f"{annotations.relative_to(data.parent)}: {skipped} row(s) of wnids not in wnids.txt skipped.")
@@ -102,8 +99,8 @@ def val_split(data: Path, wnids: set[str]) -> tuple[TestSplit | None, list[str]]
     if not ids:
         return None, notes + [f"{annotations.relative_to(data.parent)}: no rows for the wnids of wnids.txt."]
     check_not_empty_files(paths)
-    what = f"Tiny ImageNet {data.name}/val ({annotations.name})"
-    return TestSplit(what, tuple(ids), tuple(paths), tuple(labels)), notes
+    source = f"Tiny ImageNet {data.name}/val ({annotations.name})"
+    return TestSplit(source, tuple(ids), tuple(paths), tuple(labels)), notes
 
 
 def read(root: Path) -> Competition:
@@ -127,18 +124,27 @@ def read(root: Path) -> Competition:
     splits = [val] if val else []
     test_dir = data / "test" / "images"
     if test_dir.is_dir() and (test_files := list_images(test_dir)):
-        splits.append(TestSplit(f"Tiny ImageNet {data.name}/test/images", tuple(p.stem for p in test_files),
-                                tuple(test_files)))  # fmt: skip
+        splits.append(
+            TestSplit(f"Tiny ImageNet {data.name}/test/images", tuple(p.stem for p in test_files), tuple(test_files))
+        )
     fmt, test, split_notes = choose_test_split(root, wnids, splits)
     words = read_words(data / "words.txt")
     where = "" if data == root else f" in {data.name}/"
-    solution = root / "solution.csv"
     return Competition(
-        name=root.name, root=root, layout="tiny-imagenet", classes=wnids,
-        train_ids=tuple(ids), train_labels=tuple(labels), train_images=tuple(paths),
-        test_ids=test.ids, test_images=test.images, submission=fmt,
-        solution_path=solution if solution.is_file() else None, solution_labels=test.labels,
+        name=root.name,
+        root=root,
+        layout="tiny-imagenet",
+        classes=wnids,
+        train_ids=tuple(ids),
+        train_labels=tuple(labels),
+        train_images=tuple(paths),
+        test_ids=test.ids,
+        test_images=test.images,
+        submission=fmt,
+        solution_path=shipped_solution(root),
+        solution_labels=test.labels,
         class_descriptions=tuple(words.get(w, "") for w in wnids) if words else (),
         layout_detail=f"Tiny ImageNet official layout{where} ({len(wnids)} wnids in wnids.txt)",
-        test_description=test.description(), notes=tuple(notes + val_notes + split_notes),
-    )  # fmt: skip
+        test_description=test.description(),
+        notes=tuple(notes + val_notes + split_notes),
+    )

@@ -6,7 +6,7 @@ import timm
 import torch
 
 import foldwise.training.models  # noqa: F401  (registers the foldwise models in timm)
-from foldwise.training.engine import tta_views
+from foldwise.training.augment import tta_views
 
 
 def test_whitening_stem_decorrelates_patches():
@@ -40,8 +40,8 @@ def test_speed_net_trains_with_whitening_and_tta(tiny_comp):
     import numpy as np
 
     from conftest import tiny_recipe
-    from foldwise.data.competition import load_competition
     from foldwise.data.folds import make_folds, write_folds
+    from foldwise.data.formats import load_competition
     from foldwise.training.train import train_run
     from foldwise.workspace import Workspace
 
