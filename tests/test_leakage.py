@@ -276,16 +276,16 @@ def test_report_without_duplicate_search_reads_no_image(tiny_comp, monkeypatch):
     """With --no-dedup folds the report says duplicates were not checked, or counts exact copies from the cached
     fingerprints of an earlier search; it never re-reads the images for it."""
     from foldwise.cli import main
-    from foldwise.data import datasummary
+    from foldwise.data import content
     from foldwise.reporting.sections import duplicates_text
 
     root = tiny_comp.parents[1]
     ws, comp = Workspace(root), load_competition(tiny_comp)
     assert main(["--root", str(root), "folds", str(tiny_comp), "--no-dedup"]) == 0
-    monkeypatch.setattr(datasummary, "file_digest", lambda p: pytest.fail(f"read {p}"))
+    monkeypatch.setattr(content, "file_digest", lambda p: pytest.fail(f"read {p}"))
     assert "not checked" in duplicates_text(ws, comp)
     monkeypatch.undo()
     assert main(["--root", str(root), "folds", str(tiny_comp), "--force"]) == 0  # a search fills the cache
     assert main(["--root", str(root), "folds", str(tiny_comp), "--no-dedup", "--force"]) == 0
-    monkeypatch.setattr(datasummary, "file_digest", lambda p: pytest.fail(f"read {p}"))
-    assert "exact content only, from an earlier duplicate search's cache" in duplicates_text(ws, comp)
+    monkeypatch.setattr(content, "file_digest", lambda p: pytest.fail(f"read {p}"))
+    assert "exact content only, from cached content digests" in duplicates_text(ws, comp)

@@ -177,7 +177,7 @@ def test_image_size_zero_trains_at_the_images_own_size(ready, tmp_path):
     from PIL import Image
 
     from foldwise.data.images import native_image_size
-    from foldwise.training.runs import resolve_recipe, run_meta, skip_finished
+    from foldwise.training.runs import resolve_recipe, run_meta, run_status
 
     comp, ws = ready
     recipe = tiny_recipe(data={"image_size": 0})
@@ -185,7 +185,7 @@ def test_image_size_zero_trains_at_the_images_own_size(ready, tmp_path):
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["recipe"]["data"]["image_size"] == 16
     assert list(ws.cache_dir(comp.name).glob("train-16px-*.npy"))
-    assert skip_finished(run_dir, 0, run_meta(comp, resolve_recipe(recipe, comp), 0, ws))
+    assert run_status(run_dir, 0, run_meta(comp, resolve_recipe(recipe, comp), 0, ws)) == "done"
 
     paths = []
     for i, (w, h) in enumerate([(28, 28), (40, 30), (30, 50), (100, 100), (28, 33)]):

@@ -74,17 +74,19 @@ def cmd_folds(args, ws: Workspace) -> None:
 def cmd_train(args, ws: Workspace) -> None:
     from foldwise.config import load_recipe
     from foldwise.data.formats import load_competition
-    from foldwise.training.runs import fold_numbers, plan_run
+    from foldwise.training.runs import claim, fold_numbers, plan_run
 
     comp = load_competition(args.comp, args.layout)
     for config in args.config:
         recipe = load_recipe(config, args.set)
         for fold in [None] if args.full else fold_numbers(ws, comp, args.fold):
             plan = plan_run(comp, recipe, fold, ws)
-            if args.force or not plan.finished():
-                from foldwise.training.train import execute  # torch + timm load only when there is work to do
+            with claim(plan):
+                status = plan.status(args.force)
+                if status != "done":
+                    from foldwise.training.train import carry_out  # torch + timm load only when there is work
 
-                execute(plan, force=args.force)
+                    carry_out(plan, status, force=args.force)
             print(f"done: {plan.run_dir}")
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import mmap
-import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -18,12 +17,15 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from foldwise.data.competition import ArrayImages, ImageSource
+from foldwise.data.content import fingerprint
+from foldwise.data.images import open_image
 from foldwise.errors import FoldwiseError
 from foldwise.fileio import atomic_path, exclusive
 from foldwise.progress import progress
 from foldwise.workers import default_workers
 
 CHUNK = 256  # images per worker task
+LARGE = 4096 * 4096  # px: images past this are decoded reduced (see reduced); smaller ones exactly as before
 
 
 def to_rgb(im: Image.Image) -> Image.Image:
@@ -57,13 +59,29 @@ def resize_pil(im: Image.Image, size: int) -> np.ndarray:
     return np.asarray(im, dtype=np.uint8)
 
 
-def decode_image(path: Path, size: int) -> np.ndarray:
-    """One image file -> (size, size, 3) uint8, shorter side resized then center-cropped."""
+def reduced(im: Image.Image, size: int) -> Image.Image:
+    """A large image shrunk to no less than twice `size` on its shorter side before resizing: JPEGs while decoding
+    (draft mode decodes at 1/2, 1/4 or 1/8 scale), other formats right after (Image.reduce, a box filter)."""
+    factor = max(1, min(im.size) // (2 * size))
+    if factor == 1:
+        return im
+    if im.format == "JPEG":
+        im.draft("RGB", (im.width // factor, im.height // factor))
+        return im
     try:
-        with Image.open(path) as im:
-            return resize_pil(im, size)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise FoldwiseError(f"{path}: cannot decode this image ({e}). Replace or remove the file.") from e
+        return im.reduce(factor)
+    except ValueError:  # a mode reduce does not take (palette, 1-bit): convert first
+        return to_rgb(im).reduce(factor)
+
+
+def decode_image(path: Path, size: int) -> np.ndarray:
+    """One image file -> (size, size, 3) uint8, shorter side resized then center-cropped; an image over LARGE pixels
+    is decoded reduced, one over PIXEL_CAP refused (images.open_image)."""
+    with open_image(path) as im:
+        try:
+            return resize_pil(reduced(im, size) if im.width * im.height > LARGE else im, size)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+            raise FoldwiseError(f"{path}: cannot decode this image ({e}). Replace or remove the file.") from e
 
 
 def _decode_into(out: np.ndarray, start: int, paths: list[Path], size: int) -> list[str]:
@@ -93,14 +111,10 @@ def _decode_chunk_into(args: tuple[str, int, tuple[int, ...], int, list[Path]]) 
     return len(paths), failed
 
 
-def cache_key(source: ImageSource, size: int) -> str:
-    """Content key: file names, byte sizes, mtimes and target size; any change gives a new cache file."""
-    paths = source.files if isinstance(source, ArrayImages) else source
-    digest = hashlib.sha256(f"v1 size={size} n={len(source)}".encode())
-    for p in paths:
-        st = os.stat(p)
-        digest.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
+def cache_key(source: ImageSource, size: int, cache_dir: Path, split: str) -> str:
+    """The images' content fingerprint (content.py) and the target size: any change to the pixels, even one that
+    keeps a file's size and modification time, gives a new cache file."""
+    return hashlib.sha256(f"v2 size={size} {fingerprint(source, cache_dir, split)}".encode()).hexdigest()[:16]
 
 
 def _copied_back(out: np.ndarray, chunks, results):
@@ -157,7 +171,7 @@ def resize_array_images(source: ArrayImages, size: int, out: np.ndarray, desc: s
 
 def cached_images(source: ImageSource, size: int, cache_dir: Path, split: str, workers: int | None = None):
     """(N, size, size, 3) uint8 array for `source`, decoded once and memory-mapped from `cache_dir`."""
-    path = Path(cache_dir) / f"{split}-{size}px-{cache_key(source, size)}.npy"
+    path = Path(cache_dir) / f"{split}-{size}px-{cache_key(source, size, cache_dir, split)}.npy"
     if not path.exists():
         with exclusive(path):  # another process may be decoding the same data: wait, then use its file
             if not path.exists():

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from foldwise.data.competition import ArrayImages
+from foldwise.data.images import open_image
+from foldwise.errors import FoldwiseError
 
 
 def image_stats(paths, sample: int = 200, seed: int = 0) -> dict:
@@ -25,23 +25,19 @@ def image_stats(paths, sample: int = 200, seed: int = 0) -> dict:
     chosen = [paths[i] for i in sorted(rng.choice(len(paths), size=min(sample, len(paths)), replace=False))]
     sizes, modes = Counter(), Counter()
     for p in chosen:
-        with Image.open(p) as im:  # reads the header only
-            sizes[f"{im.width}x{im.height}"] += 1
-            modes[im.mode] += 1
+        try:
+            with open_image(p) as im:  # reads the header only
+                sizes[f"{im.width}x{im.height}"] += 1
+                modes[im.mode] += 1
+        except FoldwiseError:  # named by the decoder, with every other broken file
+            sizes["unreadable"] += 1
     show = lambda c: ", ".join(f"{k} ({n})" for k, n in c.most_common(4))  # noqa: E731
     return {"sampled": len(chosen), "sizes": show(sizes), "modes": show(modes)}
 
 
-def file_digest(path: Path) -> str:
-    """SHA-1 of a file's bytes (identity, not security)."""
-    return hashlib.sha1(path.read_bytes()).hexdigest()
-
-
-def digests(source) -> list[str]:
-    """One content digest per image: file bytes, or pixel bytes for array-backed images."""
-    if isinstance(source, ArrayImages):
-        return [hashlib.sha1(np.ascontiguousarray(im).tobytes()).hexdigest() for im in source.load()]
-    return [file_digest(p) for p in source]
+def digests(source: ArrayImages) -> list[str]:
+    """One digest per array-backed image (SHA-1 of its pixel bytes); files are digested by content.py."""
+    return [hashlib.sha1(np.ascontiguousarray(im).tobytes()).hexdigest() for im in source.load()]
 
 
 def exact_duplicates(train_digests: list[str], test_digests: list[str]) -> dict:

@@ -9,9 +9,10 @@ import numpy as np
 
 from foldwise.data.cache import cache_key, decode_images, resize_array_images
 from foldwise.data.competition import ArrayImages, ImageSource
+from foldwise.data.content import cached_file_digests, file_digests
 from foldwise.data.datasummary import digests
 from foldwise.data.phash import HASH_SIZE, perceptual_hashes
-from foldwise.fileio import atomic_path
+from foldwise.fileio import save_npz
 from foldwise.workers import default_workers
 
 HASH_VERSION = "phash-v1"  # in the fingerprint cache's file name: change it when the hash changes
@@ -39,11 +40,16 @@ def thumbnail_hashes(source: ImageSource, split: str, workers: int | None = None
 
 def fingerprints_path(source: ImageSource, cache_dir: Path, split: str) -> Path:
     """Where fingerprints() caches `source`'s hashes (keyed like the decode cache)."""
-    return Path(cache_dir) / f"{HASH_VERSION}-{split}-{cache_key(source, HASH_SIZE)}.npz"
+    return Path(cache_dir) / f"{HASH_VERSION}-{split}-{cache_key(source, HASH_SIZE, cache_dir, split)}.npz"
 
 
 def cached_digests(source: ImageSource, cache_dir: Path, split: str) -> list[str] | None:
-    """The content digests an earlier fingerprints() call cached for this exact data, else None (nothing is read)."""
+    """Per-image content digests already cached for this exact data (file digests from content.py, or an earlier
+    fingerprints() call's pixel digests of array images), else None; no image is read."""
+    if not isinstance(source, ArrayImages):
+        return cached_file_digests(list(source), cache_dir, split)
+    if cached_file_digests(list(source.files), cache_dir, split) is None:
+        return None  # the containers' key would need reading them
     path = fingerprints_path(source, cache_dir, split)
     if not path.exists():
         return None
@@ -58,7 +64,6 @@ def fingerprints(source: ImageSource, cache_dir: Path, split: str, workers: int 
         with np.load(path) as f:
             return f["hashes"], f["detail"], [str(d) for d in f["digests"]]
     hashes, detail = thumbnail_hashes(source, split, workers)
-    content = digests(source)
-    with atomic_path(path) as tmp:
-        np.savez(tmp, hashes=hashes, detail=detail, digests=np.array(content, dtype="U40"))
+    content = digests(source) if isinstance(source, ArrayImages) else file_digests(list(source), cache_dir, split)
+    save_npz(path, hashes=hashes, detail=detail, digests=np.array(content, dtype="U40"))
     return hashes, detail, content

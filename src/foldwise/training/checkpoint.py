@@ -13,7 +13,7 @@ import torch
 from foldwise.errors import FoldwiseError
 from foldwise.fileio import write_atomic
 from foldwise.training.engine import Trainer
-from foldwise.training.runs import RUN_IDENTITY
+from foldwise.training.runs import RUN_IDENTITY, TRAIN_PIXELS
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "last.pt"
@@ -64,6 +64,10 @@ def resume(run_dir: Path, meta: dict, trainer: Trainer, generator: torch.Generat
     if not path.exists():
         return []
     state = torch.load(path, map_location="cpu", weights_only=False)
+    if state["meta"].get(TRAIN_PIXELS) != meta.get(TRAIN_PIXELS):
+        log.warning("%s: the training images changed since it was written; starting the run over", path)
+        path.unlink()
+        return []
     for key in (*RUN_IDENTITY, "seed"):
         if state["meta"].get(key) != meta.get(key):
             raise FoldwiseError(f"{path}: an unfinished run with a different {key}; pass --force to start over.")

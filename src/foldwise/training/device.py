@@ -1,10 +1,21 @@
-"""Numeric formats: whether a run computes in bf16 autocast, and the autocast context itself."""
+"""Where and in what numeric format a run computes: the device, bf16 autocast, and the autocast context."""
 
 from __future__ import annotations
 
 import contextlib
 
 import torch
+
+from foldwise.errors import FoldwiseError
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise FoldwiseError(f"run.device={name!r} but no CUDA GPU is visible; use run.device=auto or cpu.")
+    return torch.device(name)
 
 
 def resolve_bf16(setting: bool | str, device: torch.device) -> bool:

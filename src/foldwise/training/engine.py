@@ -12,13 +12,13 @@ from timm.data import Mixup
 from timm.utils import ModelEmaV3
 from torch.optim.swa_utils import update_bn
 
-from foldwise.config import Recipe
+from foldwise.config import DataConfig, Recipe
 from foldwise.progress import progress
 from foldwise.training.augment import view_mean
+from foldwise.training.device import autocast
 from foldwise.training.distributed import Dist, gather_sharded, mean_across, shard
 from foldwise.training.inputs import Inputs
 from foldwise.training.optim import create_optimizer_and_scheduler
-from foldwise.training.precision import autocast
 
 BN_RECALIBRATION_IMAGES = 8192  # training images that set the EMA model's BatchNorm statistics before predicting
 
@@ -120,23 +120,21 @@ class Trainer:
                 update_bn(self.data.inputs.eval_batches(rows, self.batch.batch_size), model)
         self.recalibrated_at = self.step
 
-    @torch.no_grad()
     def predict(self, inputs: Inputs, rows: torch.Tensor | None = None, desc: str = "predict", tta: bool = True):
-        """float32 logits (len(rows), C) of the final model for `rows` of `inputs` (all of them by default), in
-        their order; view-averaged with the recipe's TTA unless `tta` is False (the per-epoch learning curve is
-        scored on the plain images, 2-6x cheaper). Under DDP each rank predicts every world-th row and the results
-        are gathered, so every rank returns all rows."""
+        """float32 logits of the final model for `rows` of `inputs` (all by default); see predict_logits. The per-
+        epoch learning curve passes tta=False: scored on the plain images, 2-6x cheaper."""
         self.recalibrate_bn()
-        rows = torch.arange(len(inputs)) if rows is None else rows
-        model, share = self.final_model.eval(), shard(rows, self.dist)
-        hflip, translate = (self.batch.tta_hflip, self.batch.tta_translate) if tta else (False, 0)
-        batch_size, out = self.batch.eval_batch_size, []
-        batches = inputs.eval_batches(share, batch_size)
-        for x in progress(batches, total=-(-len(share) // batch_size), desc=desc, leave=False, unit="batch"):
-            with autocast(self.device, self.bf16):
-                out.append(view_mean(model, x, hflip, translate))
-        local = torch.cat(out) if out else torch.zeros((0, self.data.num_classes), device=self.device)
-        return gather_sharded(local, len(rows), self.dist).cpu().numpy().astype(np.float32)
+        return predict_logits(
+            self.final_model,
+            inputs,
+            rows,
+            self.batch,
+            self.bf16,
+            self.data.num_classes,
+            tta=tta,
+            dist=self.dist,
+            desc=desc,
+        )
 
     def state_dict(self) -> dict:
         """Everything needed to continue training where it stopped (checkpoint.py adds the RNG streams)."""
@@ -156,3 +154,31 @@ class Trainer:
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
         self.step = state["step"]
+
+
+@torch.no_grad()
+def predict_logits(
+    model,
+    inputs: Inputs,
+    rows: torch.Tensor | None,
+    batch: DataConfig,
+    bf16: bool,
+    num_classes: int,
+    tta: bool = True,
+    dist: Dist | None = None,
+    desc: str = "predict",
+) -> np.ndarray:
+    """float32 logits (len(rows), C) of `model` for `rows` of `inputs` (all of them when None), in their order,
+    averaged over the recipe's test-time views (`batch.tta_*`) unless `tta` is False. Under DDP each rank predicts
+    every world-th row and the results are gathered, so every rank returns all rows."""
+    dist = dist or Dist()
+    rows = torch.arange(len(inputs)) if rows is None else rows
+    model, share = model.eval(), shard(rows, dist)
+    hflip, translate = (batch.tta_hflip, batch.tta_translate) if tta else (False, 0)
+    out = []
+    batches = inputs.eval_batches(share, batch.eval_batch_size)
+    for x in progress(batches, total=-(-len(share) // batch.eval_batch_size), desc=desc, leave=False, unit="batch"):
+        with autocast(inputs.device, bf16):
+            out.append(view_mean(model, x, hflip, translate))
+    local = torch.cat(out) if out else torch.zeros((0, num_classes), device=inputs.device)
+    return gather_sharded(local, len(rows), dist).cpu().numpy().astype(np.float32)

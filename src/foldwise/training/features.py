@@ -20,10 +20,10 @@ from torch import nn
 
 from foldwise.config import Recipe
 from foldwise.errors import FoldwiseError
-from foldwise.fileio import exclusive, sha256_file, write_atomic
+from foldwise.fileio import exclusive, save_npz, sha256_file
 from foldwise.progress import progress
 from foldwise.training.augment import to_model_input, view_mean
-from foldwise.training.precision import autocast
+from foldwise.training.device import autocast
 
 log = logging.getLogger(__name__)
 
@@ -120,5 +120,5 @@ def _write_features(model, train, test, path: Path, recipe: Recipe, mean, std, d
     """Extract and save the features of every training and test image, atomically."""
     train_features = extract(model, train, mean, std, recipe, device, bf16, "features train")
     test_features = extract(model, test, mean, std, recipe, device, bf16, "features test")
-    write_atomic(path, lambda p: np.savez(p, train=train_features, test=test_features))
+    save_npz(path, train=train_features, test=test_features)
     log.info("%s: %d + %d backbone features of width %d cached", path, len(train), len(test), train_features.shape[1])

@@ -14,8 +14,9 @@ from foldwise.errors import FoldwiseError
 from foldwise.training.weights import load_weights_file
 
 
-def create_model(cfg: ModelConfig, num_classes: int) -> nn.Module:
-    """timm.create_model by name with the competition's class count; pretrained weights and freezing per `cfg`."""
+def create_model(cfg: ModelConfig, num_classes: int, load_weights: bool = True) -> nn.Module:
+    """timm.create_model by name with the competition's class count; pretrained weights and freezing per `cfg`.
+    `load_weights=False` builds the same network without fetching any weights (model.pt's state dict follows)."""
     if cfg.pretrained and cfg.pretrained_file:
         raise FoldwiseError(
             f"model.pretrained and model.pretrained_file={cfg.pretrained_file!r} are both set: "
@@ -26,10 +27,11 @@ def create_model(cfg: ModelConfig, num_classes: int) -> nn.Module:
             "model.freeze_backbone needs pretrained weights (model.pretrained or model.pretrained_file): "
             "a frozen random backbone would train the classifier on random features."
         )
+    pretrained = cfg.pretrained and load_weights
     model = timm.create_model(
-        cfg.name, pretrained=cfg.pretrained, num_classes=num_classes, drop_rate=cfg.drop_rate, **cfg.kwargs
+        cfg.name, pretrained=pretrained, num_classes=num_classes, drop_rate=cfg.drop_rate, **cfg.kwargs
     )
-    if cfg.pretrained_file:
+    if cfg.pretrained_file and load_weights:
         load_weights_file(model, cfg.pretrained_file, cfg.name)
     if cfg.small_stem:
         small_image_stem(model, cfg.name)

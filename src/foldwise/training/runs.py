@@ -7,8 +7,14 @@ instead of paying torch + timm's ~7 s import.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
+import hashlib
+import json
 import logging
+import os
+import socket
 import statistics
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,10 +23,11 @@ import yaml
 from foldwise import __version__
 from foldwise.config import Recipe
 from foldwise.data.competition import Competition
+from foldwise.data.content import fingerprint
 from foldwise.data.folds import read_folds
 from foldwise.data.images import native_image_size
 from foldwise.errors import FoldwiseError
-from foldwise.fileio import sha256_file
+from foldwise.fileio import make_dirs, not_writable, sha256_file
 from foldwise.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -57,6 +64,8 @@ def default_recipes(comp: Competition, configs_dir: Path) -> list[Path]:
 
 
 RUN_IDENTITY = ("recipe", "folds_sha256", "classes", "weights_sha256")  # a finished run with others is refused
+TRAIN_PIXELS = "train_images_sha256"  # changed training pixels: the run is trained again
+TEST_PIXELS = "test_images_sha256"  # changed test pixels: model.pt predicts them again
 
 
 def run_seed(recipe: Recipe, fold: int | None) -> int:
@@ -73,6 +82,8 @@ def run_meta(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace)
         "seed": run_seed(recipe, fold),
         "folds_sha256": sha256_file(ws.folds_csv(comp.name)),
         "classes": list(comp.classes),
+        TRAIN_PIXELS: fingerprint(comp.train_images, ws.cache_dir(comp.name), "train"),
+        TEST_PIXELS: fingerprint(comp.test_images, ws.cache_dir(comp.name), "test"),
         "foldwise_version": __version__,
     }
     weights = Path(recipe.model.pretrained_file).expanduser()
@@ -99,9 +110,9 @@ class RunPlan:
         """'cpu-cnn fold 0', 'cpu-cnn full': how logs name the run."""
         return f"{self.recipe.name} {'full' if self.fold is None else f'fold {self.fold}'}"
 
-    def finished(self) -> bool:
-        """True when this exact run already finished (see skip_finished)."""
-        return skip_finished(self.run_dir, self.fold, self.meta)
+    def status(self, force: bool = False) -> str:
+        """'train', 'predict' or 'done' (see run_status); --force always trains."""
+        return "train" if force else run_status(self.run_dir, self.fold, self.meta)
 
 
 def plan_run(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace) -> RunPlan:
@@ -118,10 +129,12 @@ def is_finished(run_dir: Path, fold: int | None) -> bool:
     return all((run_dir / name).exists() for name in needed)
 
 
-def skip_finished(run_dir: Path, fold: int | None, meta: dict) -> bool:
-    """True when this exact run already finished; an earlier run of another recipe or folds is an error."""
+def run_status(run_dir: Path, fold: int | None, meta: dict) -> str:
+    """'done' when this exact run finished; 'train' when it did not, or its training images changed since; 'predict'
+    when only the test images changed (model.pt predicts them again). A finished run of another recipe, folds,
+    classes or weights file is an error, never replaced without --force."""
     if not is_finished(run_dir, fold):
-        return False
+        return "train"
     old = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
     for key in RUN_IDENTITY:
         if old.get(key) != meta.get(key):
@@ -129,8 +142,20 @@ def skip_finished(run_dir: Path, fold: int | None, meta: dict) -> bool:
                 f"{run_dir}: already trained with a different {key.replace('_sha256', ' file')}. "
                 "Pass --force to retrain it (its artifacts will be replaced), or give the recipe a new name."
             )
+    if old.get(TRAIN_PIXELS) != meta[TRAIN_PIXELS]:
+        log.warning(
+            "%s: the training images changed since it was trained (their content fingerprint differs): "
+            "training it again",
+            run_dir,
+        )
+        return "train"
+    if old.get(TEST_PIXELS) != meta[TEST_PIXELS]:
+        log.warning(
+            "%s: the test images changed since it was trained: predicting them again with its model.pt", run_dir
+        )
+        return "predict"
     log.info("%s: finished earlier, skipping (use --force to retrain)", run_dir)
-    return True
+    return "done"
 
 
 def fold_numbers(ws: Workspace, comp: Competition, fold: str) -> list[int]:
@@ -168,3 +193,64 @@ def full_epochs(plan: RunPlan) -> tuple[int, str]:
     if not counts or recipe.optim.patience <= 0:
         return recipe.optim.epochs, "recipe"
     return int(statistics.median(counts)), f"median of {len(counts)} folds' early-stopped epochs {counts}"
+
+
+LOCK = ".run.lock"  # in the run folder, held while a process trains or predicts there
+HELD_KEYS = (*RUN_IDENTITY, TRAIN_PIXELS, TEST_PIXELS, "seed")  # what tells two runs of one folder apart
+
+
+def held_keys(meta: dict) -> dict[str, str]:
+    """A short digest of each identifying key of a run, as written into the lock file."""
+    return {k: hashlib.sha256(json.dumps(meta.get(k), sort_keys=True).encode()).hexdigest()[:16] for k in HELD_KEYS}
+
+
+@contextmanager
+def claim(plan: RunPlan):
+    """Hold the run folder while this process trains there: a second process with the same run waits, then finds it
+    finished; one with a different run (another lr, other data) is refused at once, naming the folder. Under
+    torchrun only rank 0 holds it (the other ranks train the same run with it)."""
+    if os.environ.get("RANK", "0") != "0":
+        yield
+        return
+    make_dirs(plan.run_dir)
+    path, mine = plan.run_dir / LOCK, held_keys(plan.meta)
+    try:
+        lock = open(path, "a+")  # noqa: SIM115 (held for the block)
+    except OSError as e:
+        raise not_writable(plan.run_dir, e) from e
+    with lock:
+        wait_or_refuse(lock, path, plan, mine)
+        lock.truncate(0)
+        lock.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "keys": mine}) + "\n")
+        lock.flush()
+        try:
+            yield
+        finally:
+            lock.truncate(0)
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def wait_or_refuse(lock, path: Path, plan: RunPlan, mine: dict[str, str]) -> None:
+    """Take the lock; when another process holds it, wait if it runs the same run, else refuse."""
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        pass
+    try:
+        holder = json.loads(path.read_text() or "{}")
+    except json.JSONDecodeError:
+        holder = {}  # the holder is still writing it: wait, then the finished-check decides
+    differ = [k for k, v in holder.get("keys", {}).items() if mine.get(k) != v]
+    if differ:
+        raise FoldwiseError(
+            f"{plan.run_dir}: another foldwise process (pid {holder.get('pid')} on {holder.get('host')}) is training "
+            f"a different run here (its {differ[0].replace('_sha256', '')} differs). Wait for it to finish, or give "
+            "this recipe another name."
+        )
+    log.info(
+        "%s: another foldwise process (pid %s) is training this same run; waiting for it",
+        plan.run_dir,
+        holder.get("pid", "?"),
+    )
+    fcntl.flock(lock, fcntl.LOCK_EX)

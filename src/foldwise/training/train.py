@@ -22,16 +22,16 @@ import yaml
 from foldwise.config import Recipe
 from foldwise.data.cache import cached_images
 from foldwise.data.competition import Competition
-from foldwise.errors import FoldwiseError
-from foldwise.fileio import write_atomic, write_text_atomic
+from foldwise.fileio import save_npz, write_atomic, write_text_atomic
 from foldwise.training import checkpoint, features
 from foldwise.training.augment import to_model_input
+from foldwise.training.device import resolve_bf16, resolve_device
 from foldwise.training.distributed import Dist, init_distributed, local_device
 from foldwise.training.engine import Trainer, TrainingSet
 from foldwise.training.inputs import CachedFeatures, Inputs, ResidentImages, StreamedImages
 from foldwise.training.models import create_model, normalization
-from foldwise.training.precision import resolve_bf16
-from foldwise.training.runs import RunPlan, fold_rows, full_epochs, plan_run
+from foldwise.training.predict import predict_again
+from foldwise.training.runs import TEST_PIXELS, RunPlan, claim, fold_rows, full_epochs, plan_run
 from foldwise.training.stream import choose_pipeline
 from foldwise.training.weights import resolve_weights_file
 from foldwise.workspace import Workspace
@@ -42,9 +42,19 @@ log = logging.getLogger(__name__)
 def train_run(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace, force: bool = False) -> Path:
     """Train one fold (fold=None: all labeled data) and write its artifacts; skip when finished, resume when killed."""
     plan = plan_run(comp, recipe, fold, ws)
-    if force or not plan.finished():
-        execute(plan, force)
+    with claim(plan):
+        status = plan.status(force)
+        if status != "done":
+            carry_out(plan, status, force)
     return plan.run_dir
+
+
+def carry_out(plan: RunPlan, status: str, force: bool = False) -> None:
+    """Train the run ('train'), or predict the changed test images with its model.pt ('predict')."""
+    if status == "predict":
+        predict_again(plan)
+    else:
+        execute(plan, force)
 
 
 @dataclass
@@ -70,15 +80,6 @@ def execute(plan: RunPlan, force: bool = False) -> None:
     run = prepare(plan)
     history, epoch_logits = fit(run)
     finish(run, history, epoch_logits)
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise FoldwiseError(f"run.device={name!r} but no CUDA GPU is visible; use run.device=auto or cpu.")
-    return torch.device(name)
 
 
 def prepare(plan: RunPlan) -> Run:
@@ -222,14 +223,15 @@ def write_artifacts(run: Run, oof_logits: np.ndarray | None, test_logits: np.nda
     if oof_logits is not None:
         ids = np.array([comp.train_ids[i] for i in run.valid_rows.tolist()])
         labels = valid_labels(run)
-        write_atomic(plan.run_dir / "oof.npz", lambda p: np.savez(p, ids=ids, logits=oof_logits, labels=labels))
-    write_atomic(plan.run_dir / "test.npz", lambda p: np.savez(p, ids=np.array(comp.test_ids), logits=test_logits))
+        save_npz(plan.run_dir / "oof.npz", ids=ids, logits=oof_logits, labels=labels)
+    save_npz(plan.run_dir / "test.npz", ids=np.array(comp.test_ids), logits=test_logits)
     weights = run.trainer.final_model.state_dict()  # the EMA's when on
     if run.trainer.module is not run.model:  # only the classifier trained: it goes back into the whole model
         run.trainer.module.load_state_dict(weights)
         weights = run.model.state_dict()
     mean, std = run.normalization
-    final = dict(plan.meta, state_dict=weights, mean=mean, std=std)
+    # The weights and what made them; the test images are not among that (config.yaml records their fingerprint).
+    final = dict({k: v for k, v in plan.meta.items() if k != TEST_PIXELS}, state_dict=weights, mean=mean, std=std)
     write_atomic(plan.run_dir / "model.pt", lambda p: torch.save(final, p))
     (plan.run_dir / checkpoint.CHECKPOINT).unlink(missing_ok=True)  # model.pt holds the final weights
 
