@@ -161,7 +161,7 @@ def write_blend(ws: Workspace, comp, models: list[str], method: str = "mean_prob
     out = ws.blend_dir(comp.name)
     out.mkdir(parents=True, exist_ok=True)
     fitted = FittedBlend(method=method, models=tuple(models), temperatures=(1.0,) * len(models))
-    choice = {"blend": fitted.to_dict(), "classes": list(comp.classes), "candidates": []}
+    choice = {"blend": fitted.to_dict(), "classes": list(comp.classes), "candidates": [], "inputs": {}}
     (out / "blend.json").write_text(json.dumps(choice))
 
 

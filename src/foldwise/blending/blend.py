@@ -5,6 +5,7 @@ foldwise blend input/digits cpu-cnn cpu-resnet [--metric accuracy|log_loss]
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from foldwise import __version__
 from foldwise.blending.ensemble import METHODS, FittedBlend, fit_blend, nested_cv_proba
 from foldwise.blending.metrics import bootstrap_ci, mcnemar_p, metrics, ranking
 from foldwise.errors import FoldwiseError
-from foldwise.fileio import write_atomic, write_text_atomic
+from foldwise.fileio import save_npz, sha256_file, write_text_atomic
 
 SIGNIFICANCE = 0.05  # McNemar p-value below which a difference to the best single model counts as real
 
@@ -89,6 +90,7 @@ class BlendResult:
     probs: dict[str, np.ndarray]  # candidate -> (N, C) nested-CV OOF probabilities
     labels: np.ndarray
     ids: np.ndarray
+    inputs: dict[str, str]  # model -> oof_digest of the OOF logits the blend was fitted on
 
 
 def compare(oofs: list[OOF], metric: str = "accuracy", seed: int = 0) -> BlendResult:
@@ -114,7 +116,8 @@ def compare(oofs: list[OOF], metric: str = "accuracy", seed: int = 0) -> BlendRe
     fitted = fit_blend(
         chosen["method"], chosen["models"], [by_name[m] for m in chosen["models"]], labels, metric=metric, seed=seed
     )
-    return BlendResult(rows=rows, fitted=fitted, probs=probs, labels=labels, ids=oofs[0].ids)
+    inputs = {o.name: oof_digest(o) for o in oofs}
+    return BlendResult(rows=rows, fitted=fitted, probs=probs, labels=labels, ids=oofs[0].ids, inputs=inputs)
 
 
 def write_blend(result: BlendResult, classes: list[str], out_dir: Path, metric: str, seed: int) -> dict:
@@ -127,9 +130,34 @@ def write_blend(result: BlendResult, classes: list[str], out_dir: Path, metric: 
         "classes": classes,
         "oof_rows": int(len(result.ids)),
         "candidates": result.rows,
+        "inputs": result.inputs,
         "foldwise_version": __version__,
     }
     arrays = {f"probs/{name}": p.astype(np.float32) for name, p in result.probs.items()}
-    write_atomic(out_dir / "oof_candidates.npz", lambda p: np.savez(p, ids=result.ids, labels=result.labels, **arrays))
+    candidates_npz = save_npz(out_dir / "oof_candidates.npz", ids=result.ids, labels=result.labels, **arrays)
+    choice["oof_candidates_sha256"] = sha256_file(candidates_npz)  # the report checks it belongs to this blend.json
     write_text_atomic(out_dir / "blend.json", json.dumps(choice, indent=2) + "\n")
     return choice
+
+
+def oof_digest(oof: OOF) -> str:
+    """sha256 of an experiment's OOF rows (ids, logits, labels, folds): a blend fitted on other logits is stale."""
+    digest = hashlib.sha256()
+    for array in (oof.ids.astype(str), oof.logits, oof.labels, oof.folds):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def check_inputs_unchanged(choice: dict, exp_dirs: dict[str, Path], blend_path: Path) -> None:
+    """Refuse a blend.json fitted on OOF logits that have changed since (a model retrained, a fold added)."""
+    inputs = choice.get("inputs")
+    if inputs is None:
+        raise FoldwiseError(
+            f"{blend_path}: records no input logits (an older foldwise wrote it); rerun `foldwise blend`."
+        )
+    changed = [name for name, digest in inputs.items() if oof_digest(load_oof(exp_dirs[name])) != digest]
+    if changed:
+        raise FoldwiseError(
+            f"{blend_path}: fitted on out-of-fold logits of {', '.join(changed)} that have changed since (retrained or "
+            "new folds); rerun `foldwise blend` so the blend is chosen and fitted on the current ones."
+        )

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from foldwise.blending.blend import check_inputs_unchanged
 from foldwise.blending.ensemble import FittedBlend
 from foldwise.data.competition import Competition
 from foldwise.data.csvfiles import read_csv
@@ -103,6 +104,7 @@ def make_submission(comp: Competition, ws: Workspace) -> tuple[Path, dict]:
     choice = json.loads(blend_path.read_text())
     if choice.get("classes") != list(comp.classes) or "blend" not in choice:
         raise FoldwiseError(f"{blend_path}: made for other data or by an older foldwise; rerun `foldwise blend`.")
+    check_inputs_unchanged(choice, {m: ws.comp_dir(comp.name) / m for m in choice.get("inputs") or {}}, blend_path)
     fitted = FittedBlend.from_dict(choice["blend"])
     logits, sources = [], {}
     for exp in fitted.models:

@@ -54,7 +54,7 @@ def rows_acc(rows: list[dict], candidate: str) -> float:
     return next(r["accuracy"] for r in rows if r["candidate"] == candidate)
 
 
-def decision_section(choice: dict, fitted: FittedBlend) -> Section:
+def decision_section(choice: dict, fitted: FittedBlend, blend_sha256: str) -> Section:
     """What was chosen, by which score, and whether it beats the best single model by more than chance."""
     rows = choice["candidates"]
     chosen, best_single = rows[0], rows[0]["best_single"]
@@ -75,6 +75,8 @@ def decision_section(choice: dict, fitted: FittedBlend) -> Section:
             f"Against the best single model ({best_single}): "
             f"{chosen['accuracy'] - rows_acc(rows, best_single):+.4f} accuracy, {verdict}",
             f"Temperatures: {temperatures}" + (f"; weights: {weights}" if fitted.weights else ""),
+            f"This report describes `blend.json` sha256 `{blend_sha256[:16]}`, fitted on the OOF logits it records "
+            "(`foldwise submit` refuses it once any of them changes).",
         ],
     )
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from foldwise.blending.blend import OOF, load_oof
+from foldwise.blending.blend import OOF, check_inputs_unchanged, load_oof
 from foldwise.blending.calibration import softmax
 from foldwise.blending.ensemble import FittedBlend
 from foldwise.data.competition import Competition
 from foldwise.errors import FoldwiseError
-from foldwise.fileio import write_text_atomic
+from foldwise.fileio import sha256_file, write_text_atomic
 from foldwise.reporting import plots
 from foldwise.reporting.candidates import candidates_section, decision_section
 from foldwise.reporting.render import Section, render_html, render_markdown
@@ -36,6 +36,7 @@ class BlendEvidence:
     probs: dict[str, np.ndarray]  # candidate -> nested-CV OOF probabilities
     oofs: list[OOF]  # the single models', in candidate-table order
     histories: dict[str, dict[str, pd.DataFrame]]  # model -> fold -> history.csv
+    blend_sha256: str  # of the blend.json this report describes
 
     @property
     def chosen(self) -> str:
@@ -54,6 +55,11 @@ def read_evidence(ws: Workspace, comp: Competition) -> BlendEvidence:
     if not (out / "blend.json").exists() or not (out / "oof_candidates.npz").exists():
         raise FoldwiseError(f"{out}: no blend.json / oof_candidates.npz; run `foldwise blend` first.")
     choice = json.loads((out / "blend.json").read_text())
+    if choice.get("oof_candidates_sha256") != sha256_file(out / "oof_candidates.npz"):
+        raise FoldwiseError(
+            f"{out / 'oof_candidates.npz'}: not the one {out / 'blend.json'} was written with (a "
+            "blend run was interrupted); rerun `foldwise blend`."
+        )
     saved = np.load(out / "oof_candidates.npz")
     probs = {k.split("/", 1)[1]: saved[k] for k in saved.files if k.startswith("probs/")}
     names = [r["candidate"] for r in choice["candidates"] if r["method"] == "single"]
@@ -61,8 +67,11 @@ def read_evidence(ws: Workspace, comp: Competition) -> BlendEvidence:
     histories = {
         n: {p.parent.name: pd.read_csv(p) for p in sorted(d.glob("fold*/history.csv"))} for n, d in dirs.items()
     }
+    check_inputs_unchanged(choice, dirs, out / "blend.json")
     oofs = [load_oof(d) for d in dirs.values()]
-    return BlendEvidence(choice, FittedBlend.from_dict(choice["blend"]), saved["labels"], probs, oofs, histories)
+    fitted = FittedBlend.from_dict(choice["blend"])
+    digest = sha256_file(out / "blend.json")
+    return BlendEvidence(choice, fitted, saved["labels"], probs, oofs, histories, digest)
 
 
 def write_plots(evidence: BlendEvidence, comp: Competition, out: Path) -> None:
@@ -89,7 +98,7 @@ def build_sections(ws: Workspace, comp: Competition) -> list[Section]:
     evidence = read_evidence(ws, comp)
     write_plots(evidence, comp, ws.blend_dir(comp.name))
     return [
-        decision_section(evidence.choice, evidence.fitted),
+        decision_section(evidence.choice, evidence.fitted, evidence.blend_sha256),
         data_section(ws, comp),
         candidates_section(evidence.choice),
         Section("Learning curves", ["Per fold, per epoch (history.csv)."], None, ["learning_curves.png"]),

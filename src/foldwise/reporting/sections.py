@@ -50,7 +50,7 @@ def duplicates_text(ws: Workspace, comp: Competition) -> str:
             )
         exact = datasummary.exact_duplicates(train, test)
         return (
-            f"Duplicates (exact content only, from an earlier duplicate search's cache; the folds ignore them "
+            f"Duplicates (exact content only, from cached content digests; the folds ignore them "
             f"(--no-dedup)): {exact['train_groups']} groups within train, {exact['train_test']} test images "
             "identical to a training image."
         )
