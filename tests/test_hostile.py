@@ -92,7 +92,7 @@ def blank_label(comp: Path) -> str:
     df = pd.read_csv(comp / "train.csv", dtype=str)
     df.loc[4, "label"] = ""
     df.to_csv(comp / "train.csv", index=False)
-    return r"train\.csv: 1 row\(s\) have no 'label'.*ttrain_00004"
+    return r"train\.csv: 1 row\(s\) have no label.*ttrain_00004"
 
 
 def unknown_label(comp: Path) -> str:
@@ -113,7 +113,59 @@ def unknown_layout(comp: Path) -> str:
 
 def unreadable_csv(comp: Path) -> str:
     (comp / "train.csv").write_bytes(b"\xff\xfe\x00garbage\x00\xff" * 20)
-    return r"train\.csv: not a readable csv"
+    return r"train\.csv: not UTF-8 text.*save it as UTF-8"
+
+
+def empty_sample(comp: Path) -> str:
+    (comp / "sample_submission.csv").write_text("")
+    return r"sample_submission\.csv: empty; it needs a header row"
+
+
+def one_hot_row_with_two_ones(comp: Path) -> str:
+    df = pd.read_csv(comp / "train.csv", dtype=str)
+    one_hot = pd.get_dummies(df["label"]).astype(int).astype(str)
+    one_hot.iloc[3, 0] = "1" if one_hot.iloc[3, 0] == "0" else "0"
+    pd.concat([df[["id"]], one_hot.add_prefix("c")], axis=1).to_csv(comp / "train.csv", index=False)
+    (comp / "sample_submission.csv").unlink()
+    return r"train\.csv: row 5 \(id 'ttrain_00003'\) has (2|0) ones among the one-hot columns"
+
+
+def ambiguous_label_columns(comp: Path) -> str:
+    df = pd.read_csv(comp / "train.csv", dtype=str).rename(columns={"label": "digit"})
+    df.assign(writer="w" + df["id"].str[-2:]).to_csv(comp / "train.csv", index=False)
+    return r"train\.csv: cannot tell which of the columns \['digit', 'writer'\] holds the labels.*label_column"
+
+
+def options_name_a_missing_column(comp: Path) -> str:
+    (comp / "foldwise.yaml").write_text("label_column: diagnosis\n")
+    return r"train\.csv: has no column 'diagnosis' \(foldwise\.yaml label_column\)"
+
+
+def options_unknown_key(comp: Path) -> str:
+    (comp / "foldwise.yaml").write_text("label_colum: label\n")
+    return r"foldwise\.yaml: unknown key 'label_colum'"
+
+
+def image_past_the_pixel_cap(comp: Path) -> str:
+    # A 20000 x 20000 PNG is 0.5 MB of zlib; PIL reads the size from the header, and foldwise stops there.
+    Image.new("1", (20000, 20000)).save(first_train_image(comp))
+    return r"ttrain_00000\.png: 20000 x 20000 = 400 megapixels, more than foldwise decodes \(268\)"
+
+
+def two_ids_one_file(comp: Path) -> str:
+    df = pd.read_csv(comp / "train.csv", dtype=str)
+    (comp / "train" / f"{df['id'][1]}.png").unlink()
+    df.loc[1, "id"] = df["id"][0] + ".png"  # `x` and `x.png`: the same file
+    df.to_csv(comp / "train.csv", index=False)
+    return r"train\.csv: ids naming the same image file"
+
+
+def id_escaping_the_competition(comp: Path) -> str:
+    df = pd.read_csv(comp / "train.csv", dtype=str)
+    (comp / "train" / f"{df['id'][0]}.png").rename(comp.parent / "outside.png")
+    df.loc[0, "id"] = "../../outside.png"
+    df.to_csv(comp / "train.csv", index=False)
+    return r"train\.csv: 1 id\(s\) have no image.*outside\.png"
 
 
 CASES = {
@@ -131,6 +183,14 @@ CASES = {
     "label not a known class": (unknown_label, "folds"),
     "unknown layout": (unknown_layout, "folds"),
     "unreadable csv": (unreadable_csv, "folds"),
+    "empty sample_submission.csv": (empty_sample, "folds"),
+    "one-hot row without exactly one 1": (one_hot_row_with_two_ones, "folds"),
+    "label column cannot be told": (ambiguous_label_columns, "folds"),
+    "foldwise.yaml names a missing column": (options_name_a_missing_column, "folds"),
+    "foldwise.yaml unknown key": (options_unknown_key, "folds"),
+    "image past the pixel cap": (image_past_the_pixel_cap, "train"),
+    "two ids naming one file": (two_ids_one_file, "folds"),
+    "id path escaping the competition": (id_escaping_the_competition, "folds"),
 }
 
 

@@ -116,31 +116,6 @@ def write_solution(comp: Competition, path: str | Path) -> Path | None:
     return write_text_atomic(path, text)
 
 
-OPTIONS_FILE = "foldwise.yaml"  # optional, in the competition directory: reader options that every stage must share
-OPTIONS = {"cifar_labels": ("fine", "coarse")}  # key -> allowed values
-
-
-def competition_options(root: Path) -> dict[str, str]:
-    """Reader options from `<root>/foldwise.yaml` (empty when absent); unknown keys or values are errors."""
-    path = Path(root) / OPTIONS_FILE
-    if not path.is_file():
-        return {}
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise FoldwiseError(f"{path}: not readable YAML ({e}); fix or remove it.") from e
-    if not isinstance(data, dict):
-        raise FoldwiseError(f"{path}: expected `key: value` lines (known keys: {', '.join(OPTIONS)}).")
-    for key, value in data.items():
-        if key not in OPTIONS:
-            raise FoldwiseError(f"{path}: unknown key {key!r}; known keys: {', '.join(OPTIONS)}.")
-        if value not in OPTIONS[key]:
-            raise FoldwiseError(f"{path}: {key}: {value!r} is not one of {', '.join(OPTIONS[key])}.")
-    return {str(k): str(v) for k, v in data.items()}
-
-
 def sort_class_names(names) -> tuple[str, ...]:
     """Numeric order when every class name is an integer ("2" before "10"), else alphabetical."""
     names = {str(n) for n in names}

@@ -15,11 +15,18 @@ LABEL_COLUMNS = ("label", "labels", "class", "category", "target")
 
 
 def read_csv(path: Path) -> pd.DataFrame:
-    """Read a csv with every column as text (ids like 007 must stay 007)."""
+    """Read a UTF-8 csv (a byte-order mark is dropped) with every column as text (ids like 007 must stay 007)."""
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise FoldwiseError(f"{path}: not a readable csv ({e}).") from e
+        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except pd.errors.EmptyDataError as e:
+        raise FoldwiseError(
+            f"{path}: empty; it needs a header row (e.g. id,label) and one row per image. Download it again."
+        ) from e
+    except UnicodeDecodeError as e:
+        raise FoldwiseError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8.") from e
+    except (pd.errors.ParserError, OSError) as e:
+        problem = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise FoldwiseError(f"{path}: not a readable csv ({problem}); check its quoting and column counts.") from e
 
 
 def pick_column(columns: list[str], preferred: tuple[str, ...], fallback: int, path: Path, what: str) -> str:

@@ -1,13 +1,13 @@
-"""Image files on disk: which files are images, listing a folder's images, their typical size, sanity checks."""
+"""Image files on disk: which files are images, listing a folder's images, opening them within a pixel cap, their
+typical size, and the folder shapes Kaggle archives come in."""
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from foldwise.data.competition import ArrayImages, ImageSource
 from foldwise.errors import FoldwiseError
@@ -15,14 +15,23 @@ from foldwise.errors import FoldwiseError
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+PIXEL_CAP = 16384 * 16384  # px: larger images are refused (one decoded as RGB would take over 800 MB)
+# foldwise checks the cap itself (open_image), instead of PIL's decompression-bomb error at twice its 89 MP default,
+# so a 15000 x 15000 scan decodes (reduced) and a message names the file past the cap.
+Image.MAX_IMAGE_PIXELS = None
+
+
+def entries(directory: Path) -> list[Path]:
+    """What `directory` holds, sorted by name; an unreadable directory is an error naming it."""
+    try:
+        return sorted(directory.iterdir())
+    except PermissionError as e:
+        raise FoldwiseError(f"{directory}: cannot read this directory ({e.strerror}); fix its permissions.") from e
 
 
 def scan_images(directory: Path) -> tuple[list[Path], list[Path]]:
     """(image files, other files) directly inside `directory`, each sorted by name; sub-folders are neither."""
-    try:
-        files = sorted(p for p in directory.iterdir() if p.is_file())
-    except PermissionError as e:
-        raise FoldwiseError(f"{directory}: cannot read this directory ({e.strerror}); fix its permissions.") from e
+    files = [p for p in entries(directory) if p.is_file()]
     images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
     return images, [p for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
 
@@ -48,8 +57,6 @@ def list_images(directory: Path) -> list[Path]:
 def native_image_size(source: ImageSource, sample: int = 256) -> int:
     """Median shorter side of the images: every array image, or an evenly spread sample of up to `sample` files
     (PIL reads only their headers)."""
-    from PIL import Image
-
     if isinstance(source, ArrayImages):
         return min(source.image_shape)
     if not source:
@@ -58,9 +65,9 @@ def native_image_size(source: ImageSource, sample: int = 256) -> int:
     sides = []
     for i in picks:
         try:
-            with Image.open(source[i]) as im:
+            with open_image(source[i]) as im:
                 sides.append(min(im.size))
-        except OSError:
+        except FoldwiseError:
             continue  # a broken file is reported by the decoder, with every other broken file
     return int(np.median(sides)) if sides else 0
 
@@ -75,40 +82,37 @@ def check_not_empty_files(paths: list[Path]) -> None:
         )
 
 
-def check_unique(ids: Iterable[str], where: Path, what: str) -> None:
-    """Every id once: otherwise an error naming `where` and the first repeated ids (`what` says what they are)."""
-    repeated = sorted(i for i, n in Counter(ids).items() if n > 1)
-    if repeated:
-        raise FoldwiseError(f"{where}: {what} {repeated[:5]}. Remove the copies.")
-
-
-def index_images(directory: Path, csv_path: Path) -> dict[str, Path]:
-    """Map both 'name.ext' and 'name' to the file, scanning the directory once; non-image files are skipped."""
-    if not directory.is_dir():
-        raise FoldwiseError(f"{directory}: missing; {csv_path.name} refers to images that should be there.")
-    index: dict[str, Path] = {}
-    for path in list_images(directory):  # non-image files are skipped with a warning
-        index[path.name] = path
-        index.setdefault(path.stem, path)
-    return index
-
-
-def resolve_ids(ids: list[str], directory: Path, csv_path: Path) -> list[Path]:
-    """Image file of every id; every image file in the directory must be listed exactly once."""
-    index = index_images(directory, csv_path)
-    check_unique(ids, csv_path, "duplicate ids")
-    missing = [i for i in ids if i not in index]
-    if missing:
+def open_image(path: Path) -> Image.Image:
+    """PIL's lazy open (the header only), refusing images past PIXEL_CAP with a message naming the file."""
+    try:
+        im = Image.open(path)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise FoldwiseError(f"{path}: cannot decode this image ({e}). Replace or remove the file.") from e
+    if im.width * im.height > PIXEL_CAP:
+        im.close()
         raise FoldwiseError(
-            f"{csv_path}: {len(missing)} id(s) have no image in {directory}/ (e.g. {missing[:5]}). "
-            "Add the images or remove those rows."
+            f"{path}: {im.width} x {im.height} = {im.width * im.height / 1e6:.0f} megapixels, more than foldwise "
+            f"decodes ({PIXEL_CAP / 1e6:.0f}); downscale it or remove it."
         )
-    paths = [index[i] for i in ids]
-    unlisted = sorted({p.name for p in index.values()} - {p.name for p in paths})
-    if unlisted:
-        raise FoldwiseError(
-            f"{directory}: {len(unlisted)} image(s) have no row in {csv_path.name} (e.g. {unlisted[:5]}). "
-            f"Add rows for them or move them out of {directory.name}/."
-        )
-    check_not_empty_files(paths)
-    return paths
+    return im
+
+
+def hidden(path: Path) -> bool:
+    """Dot files and macOS archive debris (.DS_Store, __MACOSX/) that are never images or classes."""
+    return path.name.startswith((".", "__"))
+
+
+def unwrap(directory: Path) -> Path:
+    """The folder itself, or the same-named folder nested inside it when that is all it holds: Kaggle archives
+    often unpack as test/test/, train/train/ or seg_train/seg_train/."""
+    while directory.is_dir():
+        inside = [p for p in entries(directory) if not hidden(p)]
+        if len(inside) != 1 or not inside[0].is_dir() or inside[0].name != directory.name:
+            break
+        directory = inside[0]
+    return directory
+
+
+def holds_images(directory: Path) -> bool:
+    """True when image files lie directly inside `directory`."""
+    return directory.is_dir() and any(p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() for p in entries(directory))

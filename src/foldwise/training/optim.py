@@ -8,6 +8,10 @@ from timm.scheduler import CosineLRScheduler, PolyLRScheduler
 from foldwise.config import OptimConfig
 from foldwise.errors import FoldwiseError
 
+# Warmup never takes more than this share of the run: `--set optim.epochs=1` with a 1-epoch warmup trained at the
+# warmup learning rate only (0.10 OOF accuracy on digits), never reaching the recipe's lr.
+WARMUP_MAX_SHARE = 0.2
+
 
 def create_optimizer_and_scheduler(model, cfg: OptimConfig, steps_per_epoch: int, epochs: int | None = None):
     """Optimizer + scheduler stepped once per optimizer update (`scheduler.step_update(step)`).
@@ -18,7 +22,7 @@ def create_optimizer_and_scheduler(model, cfg: OptimConfig, steps_per_epoch: int
         model, opt=cfg.name, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum, filter_bias_and_bn=True
     )
     total = (epochs or cfg.epochs) * steps_per_epoch
-    warmup = min(int(cfg.warmup_epochs * steps_per_epoch), max(total - 1, 0))
+    warmup = min(int(cfg.warmup_epochs * steps_per_epoch), int(WARMUP_MAX_SHARE * total))
     common = dict(
         optimizer=optimizer,
         t_initial=max(total - warmup, 1),

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from foldwise.data.competition import ArrayImages, Competition, competition_options, shipped_solution
+from foldwise.data.competition import ArrayImages, Competition, shipped_solution
 from foldwise.data.formats.common import TestSplit, choose_test_split, numbered_ids
+from foldwise.data.options import competition_options
 from foldwise.errors import FoldwiseError
 
 SUBDIRS = ("", "cifar-10-batches-py", "cifar-100-python")  # the competition dir itself, or the tarball's folder

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from foldwise.data.competition import Competition, shipped_solution
 from foldwise.data.formats.common import TestSplit, choose_test_split
-from foldwise.data.images import check_not_empty_files, check_unique, list_images
+from foldwise.data.ids import check_unique
+from foldwise.data.images import check_not_empty_files, list_images
 from foldwise.errors import FoldwiseError
 
 SUBDIR = "tiny-imagenet-200"
