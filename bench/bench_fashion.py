@@ -1,11 +1,11 @@
 """Fashion-MNIST fold-0 holdout accuracy and time per epoch for a recipe (issue goal: >= 93.5% within 20 minutes
 of training on the 2-core CPU).
 
-    python bench/bench_fashion.py [--recipe configs/speed.yaml] [--set optim.epochs=12 ...] [--workdir DIR]
+    python bench/bench_fashion.py [--recipe speed] [--set optim.epochs=12 ...] [--workdir DIR]
 
 Builds `foldwise demo fashion-mnist` (Debian's dataset-fashion-mnist IDX files) in the work directory if missing,
 writes 5 seeded folds, trains fold 0 (48k train / 12k holdout) with the recipe `submit.sh` uses by default on small
-images (configs/speed.yaml), and prints history.csv: epoch, seconds (training + scoring the holdout without TTA),
+images (the packaged speed recipe), and prints history.csv: epoch, seconds (training + scoring the holdout without TTA),
 cumulative minutes, holdout accuracy; then the final holdout accuracy with the recipe's TTA (the OOF logits).
 """
 
@@ -29,7 +29,7 @@ from foldwise.workspace import Workspace
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipe", default=str(Path(__file__).resolve().parents[1] / "configs" / "speed.yaml"))
+    p.add_argument("--recipe", default="speed", help="a recipe file or packaged name")
     p.add_argument("--set", action="append", default=[], help="recipe override section.key=value")
     p.add_argument("--workdir", type=Path, help="keeps the demo and its cache between runs (default: a temp dir)")
     args = p.parse_args()

@@ -3,8 +3,8 @@
     python bench/bench_pretrained.py [--minutes 4 | --steps N] [--size 64] [--workdir DIR] [--recipes A.yaml B.yaml]
 
 Unpacks ../shared/data/cifar10-mini.tar.gz (4,000 labeled images in train/<class>/, 1,000 unlabeled in test/,
-solution.csv), trains each recipe (default: configs/effnet-lite0-finetune.yaml, configs/effnet-lite0-frozen.yaml,
-configs/effnet-lite0-scratch.yaml) on all 4,000 labeled images until it has used --minutes of this process's CPU
+solution.csv), trains each recipe (default: the packaged effnet-lite0-finetune, effnet-lite0-frozen and
+effnet-lite0-scratch recipes) on all 4,000 labeled images until it has used --minutes of this process's CPU
 time (all threads), writes each one's test predictions as a submission csv and scores it against solution.csv with
 `foldwise score`'s function.
 
@@ -50,7 +50,7 @@ from foldwise.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
 ARCHIVE = REPO.parent / "shared" / "data" / "cifar10-mini.tar.gz"
-RECIPES = [REPO / "configs" / f"effnet-lite0-{kind}.yaml" for kind in ("finetune", "frozen", "scratch")]
+RECIPES = [f"effnet-lite0-{kind}" for kind in ("finetune", "frozen", "scratch")]
 
 
 def unpack(workdir: Path) -> Path:
@@ -172,7 +172,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=0, help="optimizer steps per recipe instead of --minutes")
     p.add_argument("--size", type=int, default=0, help="px; 0 = each recipe's data.image_size")
     p.add_argument("--workdir", type=Path, help="where to unpack and cache (default: a temp dir, removed after)")
-    p.add_argument("--recipes", type=Path, nargs="+", default=RECIPES)
+    p.add_argument("--recipes", nargs="+", default=RECIPES, help="recipe files or packaged names")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     args = p.parse_args()
     if args.threads:

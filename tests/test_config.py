@@ -9,7 +9,7 @@ import pytest
 from foldwise.config import Recipe, apply_overrides, load_recipe, recipe_from_dict
 from foldwise.errors import FoldwiseError
 
-CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).parents[1] / "src" / "foldwise" / "recipes").glob("*.yaml"))
 
 RECIPE = """\
 model:
@@ -143,7 +143,7 @@ def test_malformed_override_raises(bad):
     with pytest.raises(FoldwiseError, match="section.key=value"):
         apply_overrides({}, [bad], "x")
     with pytest.raises(FoldwiseError):
-        load_recipe(Path(__file__).parents[1] / "configs" / "cpu-cnn.yaml", [bad])
+        load_recipe("cpu-cnn", [bad])
 
 
 def test_override_of_unknown_key_or_section_raises(recipe_path):
@@ -185,14 +185,14 @@ def test_recipe_from_dict_defaults_and_name():
     assert recipe_from_dict({"model": None}, name="n").model == Recipe(name="n").model
 
 
-def test_configs_directory_is_not_empty():
-    """The shipped configs/ has recipes to test (guards the glob below silently matching nothing)."""
+def test_recipes_directory_is_not_empty():
+    """The packaged recipes/ folder has recipes to test (guards the glob below silently matching nothing)."""
     assert len(CONFIGS) >= 2
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_config_loads(path):
-    """Every configs/*.yaml loads without unknown keys, named after its file."""
+    """Every packaged recipes/*.yaml loads without unknown keys, named after its file."""
     r = load_recipe(path)
     assert r.name == path.stem
     assert r.optim.epochs > 0 and r.data.image_size >= 0  # 0 = the images' own size

@@ -95,9 +95,8 @@ def test_cache_features_misuse_is_explained(frozen, sections, message):
 
 
 def test_frozen_recipe_is_the_finetune_recipe_with_cached_features():
-    configs = __import__("pathlib").Path(__file__).resolve().parents[1] / "configs"
-    frozen = load_recipe(configs / "effnet-lite0-frozen.yaml")
-    tune = load_recipe(configs / "effnet-lite0-finetune.yaml")
+    frozen = load_recipe("effnet-lite0-frozen")
+    tune = load_recipe("effnet-lite0-finetune")
     assert frozen.model.freeze_backbone and frozen.model.cache_features
     assert frozen.model.pretrained_file == tune.model.pretrained_file and frozen.model.name == tune.model.name
     assert frozen.data.image_size == tune.data.image_size

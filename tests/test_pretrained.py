@@ -18,7 +18,7 @@ from foldwise.errors import FoldwiseError
 from foldwise.training.models import create_model, normalization
 from foldwise.training.weights import PACKAGED_WEIGHTS, resolve_weights_file
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "src" / "foldwise" / "recipes"
 TINY = {"name": "foldwise_cnn", "kwargs": {"widths": [8, 16, 16]}}  # 42 tensors + a 16 -> classes head
 
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from foldwise.errors import FoldwiseError
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,7 @@ class RunConfig:
     channels_last: bool = True  # NHWC memory format for convolutions
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
     compile: bool = False  # torch.compile the training forward (pays on GPUs; measured slower for small CPU nets)
+    tracker: str = "none"  # none | tensorboard | wandb: each run's curves logged there too (foldwise.tracking)
 
 
 @dataclass(frozen=True)
@@ -170,13 +176,53 @@ def apply_overrides(data: dict, overrides: list[str], where: str) -> dict:
     return data
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Load configs/<name>.yaml (experiment name = file stem unless `name:` is set) with overrides."""
-    path = Path(path)
-    if not path.is_file():
-        raise FoldwiseError(f"{path}: no such recipe; see configs/ for the available ones.")
+def packaged_recipes() -> dict[str, Traversable]:
+    """The recipes that ship inside the package (src/foldwise/recipes/*.yaml), by name."""
+    folder = importlib.resources.files("foldwise") / "recipes"
+    return {entry.name[:-5]: entry for entry in folder.iterdir() if entry.name.endswith(".yaml")}
+
+
+def recipe_sources(specs: list[str]) -> list[tuple[str, Traversable]]:
+    """(name, file) of each `-c` argument: a recipe file, a folder of recipe files (each *.yaml in it, sorted), or
+    the name of a packaged recipe (`speed`, `cpu-cnn`, ...)."""
+    found, shipped = [], packaged_recipes()
+    for spec in specs:
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            files = sorted(path.glob("*.yaml")) + sorted(path.glob("*.yml"))
+            if not files:
+                raise FoldwiseError(f"{path}: a folder without recipe files (*.yaml).")
+            found += [(f.stem, f) for f in files]
+        elif path.is_file():
+            found.append((path.stem, path))
+        elif str(spec) in shipped:
+            found.append((str(spec), shipped[str(spec)]))
+        else:
+            raise FoldwiseError(
+                f"{spec}: no such recipe file, folder or packaged recipe; the packaged ones are "
+                f"{', '.join(sorted(shipped))} (`foldwise recipes` lists them)."
+            )
+    return found
+
+
+def load_recipe(spec: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """One recipe (a file, or a packaged recipe's name; experiment name = file stem unless `name:` is set) with
+    overrides."""
+    sources = recipe_sources([str(spec)])
+    if len(sources) != 1:
+        raise FoldwiseError(f"{spec}: a folder of {len(sources)} recipes where one recipe was expected.")
+    return read_recipe(*sources[0], overrides)
+
+
+def read_recipe(name: str, source: Traversable, overrides: list[str] | None = None) -> Recipe:
+    """Parse one recipe file (with overrides) into a Recipe named `name`."""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(source.read_text()) or {}
     except yaml.YAMLError as e:
-        raise FoldwiseError(f"{path}: invalid YAML ({e}).") from e
-    return recipe_from_dict(apply_overrides(data, overrides or [], str(path)), name=path.stem, where=str(path))
+        raise FoldwiseError(f"{source}: invalid YAML ({e}).") from e
+    return recipe_from_dict(apply_overrides(data, overrides or [], str(source)), name=name, where=str(source))
+
+
+def load_recipes(specs: list[str], overrides: list[str] | None = None) -> list[Recipe]:
+    """Every recipe the `-c` arguments name (folders expand to their files)."""
+    return [read_recipe(name, source, overrides) for name, source in recipe_sources(specs)]
