@@ -47,12 +47,22 @@ def test_submit_sh_end_to_end_then_rerun_reuses_everything(tmp_path):
     report = (out / "blend" / "report.md").read_text()
     for candidate in ("tiny-cnn", "tiny-wide", "max_confidence_raw", "max_confidence", "mean_probability", "stacking"):
         assert f"| {candidate} |" in report
-    for section in ("Decision", "Data", "Candidates", "Learning curves", "Per-class accuracy and confusion",
-                    "Calibration", "Full retrain vs fold average", "Configuration"):  # fmt: skip
+    for section in (
+        "Decision",
+        "Data",
+        "Candidates",
+        "Learning curves",
+        "Per-class accuracy and confusion",
+        "Calibration",
+        "Most confident mistakes",
+        "Test predictions by class",
+        "Full retrain vs fold average",
+        "Configuration",
+    ):
         assert f"## {section}" in report
     assert "full retrain" in report and "foldwise revision" in report
     images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", report)
-    assert len(images) == 7
+    assert len(images) >= 9  # 7 plots + the mistakes (when there are any) and test-prediction galleries
     for name in images:
         assert (out / "blend" / name).stat().st_size > 2000, name
     page = (out / "blend" / "report.html").read_text()
@@ -71,6 +81,16 @@ def test_submit_sh_end_to_end_then_rerun_reuses_everything(tmp_path):
     assert (out / "tiny-cnn" / "fold0" / "model.pt").stat().st_mtime_ns == stamp
 
 
+def test_quiet_leaves_warnings_only(tmp_path):
+    """`foldwise -q` logs no INFO lines (the epoch lines are INFO); errors and warnings still reach stderr."""
+    comp = make_tiny_competition(tmp_path / "input" / "tiny")
+    recipe = write_recipe(tmp_path / "r.yaml")
+    base = [sys.executable, "-m", "foldwise", "--root", str(tmp_path)]
+    subprocess.run([*base, "folds", str(comp), "--no-dedup"], check=True, capture_output=True)
+    result = subprocess.run([*base, "-q", "train", str(comp), "-c", str(recipe)], capture_output=True, text=True)
+    assert result.returncode == 0 and " INFO " not in result.stderr and "done:" in result.stdout
+
+
 def test_cli_error_is_one_clear_line_and_exit_2(tmp_path):
     """A user error (here: training before folds exist) prints what to do, without a traceback."""
     comp = make_tiny_competition(tmp_path / "input" / "tiny")
@@ -87,8 +107,9 @@ def test_submit_sh_one_fold_per_gpu_path(tmp_path):
     comp = make_tiny_competition(tmp_path / "input" / "tiny", per_class=6, test_per_class=2)
     recipe = write_recipe(tmp_path / "tiny.yaml")
     env = dict(os.environ, ROOT=str(tmp_path), K="3", GPUS="0,1")
-    result = subprocess.run(["bash", str(REPO / "submit.sh"), str(comp), str(recipe)], capture_output=True,
-                            text=True, env=env)  # fmt: skip
+    result = subprocess.run(
+        ["bash", str(REPO / "submit.sh"), str(comp), str(recipe)], capture_output=True, text=True, env=env
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     out = tmp_path / "output" / "tiny"
     assert "on GPUs 0,1, one fold each" in result.stdout
@@ -96,5 +117,7 @@ def test_submit_sh_one_fold_per_gpu_path(tmp_path):
     assert re.search(r"fold 2 -> GPU [01] ", result.stdout)
     for k in (0, 1, 2):
         assert (out / "tiny" / f"fold{k}" / "oof.npz").exists()
-        assert "wrote" in (out / "logs" / f"fold{k}.log").read_text()
+        log = (out / "logs" / f"fold{k}.log").read_text()
+        assert "wrote" in log and f"tiny fold {k} epoch 2/2: train_loss" in log and "img/s" in log and "ETA" in log
+        assert "\r" not in log and "batch/s" not in log, "a log file gets lines, not progress-bar fragments"
     assert (out / "submission.csv").exists()

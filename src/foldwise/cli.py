@@ -36,76 +36,40 @@ def cmd_recipes(args, ws: Workspace) -> None:
     from foldwise.data.formats import load_competition
     from foldwise.training.runs import default_recipes
 
-    for path in default_recipes(load_competition(args.comp, args.layout), args.configs):
-        print(path)
+    for name in default_recipes(load_competition(args.comp, args.layout)):
+        print(name)
 
 
 def cmd_folds(args, ws: Workspace) -> None:
-    from foldwise.data.folds import check_class_sizes, make_folds, write_folds
     from foldwise.data.formats import load_competition
+    from foldwise.pipeline import folds_step
 
     comp = load_competition(args.comp, args.layout)
-    groups, extra = None, {"duplicates": {"checked": False}}
-    if not args.no_dedup:
-        from foldwise.data.leakage import find_duplicates, group_ids
-
-        check_class_sizes(comp, args.k)  # fail before decoding anything
-        report = find_duplicates(comp, ws.cache_dir(comp.name), threshold=args.dup_threshold)
-        print(report.summary())
-        for line in report.examples(comp, 3):
-            print(f"  {line}")
-        if report.train_test_pairs:
-            print(
-                f"warning: {len(report.train_test_pairs)} test image(s) look like training images (examples above): "
-                "the models have as good as seen them, so the test score can beat the validation score"
-            )
-        groups, extra = group_ids(report, len(comp.train_ids)), {"duplicates": report.counts()}
-    df = make_folds(comp, k=args.k, seed=args.seed, groups=groups)
-    path = ws.folds_csv(comp.name)
-    changed = write_folds(df, path, k=args.k, seed=args.seed, force=args.force, extra=extra)
-    sizes = df["fold"].value_counts().sort_index().tolist()
-    grouped = f", {(df['group'].value_counts() > 1).sum()} duplicate group(s) kept whole" if "group" in df else ""
-    print(
-        f"{'wrote' if changed else 'unchanged'} {path}: {len(df)} images, {len(comp.classes)} classes, "
-        f"k={args.k} (fold sizes {sizes}), seed {args.seed}{grouped}"
-    )
+    for line in folds_step(comp, ws, args.k, args.seed, args.dup_threshold, not args.no_dedup, args.force):
+        print(line)
 
 
 def cmd_train(args, ws: Workspace) -> None:
-    from foldwise.config import load_recipe
+    from foldwise.config import load_recipes
     from foldwise.data.formats import load_competition
-    from foldwise.training.runs import claim, fold_numbers, plan_run
+    from foldwise.pipeline import train_step
+    from foldwise.training.runs import fold_numbers
 
     comp = load_competition(args.comp, args.layout)
-    for config in args.config:
-        recipe = load_recipe(config, args.set)
-        for fold in [None] if args.full else fold_numbers(ws, comp, args.fold):
-            plan = plan_run(comp, recipe, fold, ws)
-            with claim(plan):
-                status = plan.status(args.force)
-                if status != "done":
-                    from foldwise.training.train import carry_out  # torch + timm load only when there is work
-
-                    carry_out(plan, status, force=args.force)
-            print(f"done: {plan.run_dir}")
+    folds = [None] if args.full else fold_numbers(ws, comp, args.fold)
+    for run_dir in train_step(comp, ws, load_recipes(args.config, args.set), folds, args.force):
+        print(f"done: {run_dir}")
 
 
 def cmd_blend(args, ws: Workspace) -> None:
-    from foldwise.blending.blend import compare, load_oof, write_blend
     from foldwise.config import load_recipe
     from foldwise.data.formats import load_competition
-    from foldwise.reporting.candidates import candidate_table
-    from foldwise.reporting.report import write_report
+    from foldwise.pipeline import blend_step
 
     comp = load_competition(args.comp, args.layout)
     names = [load_recipe(e).name if e.endswith((".yaml", ".yml")) else e for e in args.experiments]
-    oofs = [load_oof(ws.comp_dir(comp.name) / exp) for exp in names]
-    result = compare(oofs, metric=args.metric, seed=args.seed)
-    write_blend(result, list(comp.classes), ws.blend_dir(comp.name), metric=args.metric, seed=args.seed)
-    report = write_report(ws, comp)
-    header, body = candidate_table(result.rows)
-    print(format_table(header, body))
-    print(f"chosen: {result.fitted.method} of {', '.join(result.fitted.models)}; report: {report} (+ report.html)")
+    for line in blend_step(comp, ws, names, args.metric, args.seed):
+        print(line)
 
 
 def cmd_report(args, ws: Workspace) -> None:
@@ -115,26 +79,19 @@ def cmd_report(args, ws: Workspace) -> None:
     print(f"wrote {write_report(ws, load_competition(args.comp, args.layout))} (+ report.html)")
 
 
-def format_table(header: list[str], body: list[list]) -> str:
-    """A plain-text table with aligned columns for the terminal."""
-    cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in body]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
-    return "\n".join([lines[0], "  ".join("-" * w for w in widths)] + lines[1:])
-
-
 def cmd_submit(args, ws: Workspace) -> None:
-    from foldwise.blending.submit import make_submission
-    from foldwise.data.competition import write_solution
     from foldwise.data.formats import load_competition
+    from foldwise.pipeline import submit_step
 
-    comp = load_competition(args.comp, args.layout)
-    path, info = make_submission(comp, ws)
-    sources = "; ".join(f"{k}: {v}" for k, v in info["sources"].items())
-    print(f"wrote {path}: {info['rows']} rows, {info['method']} of {', '.join(info['models'])} ({sources})")
-    key = write_solution(comp, ws.comp_dir(comp.name) / "solution.csv")  # labeled held-out split (CIFAR test, ...)
-    if key is not None:
-        print(f"wrote {key}: the labels of the test split that shipped labeled; `foldwise score` it")
+    for line in submit_step(load_competition(args.comp, args.layout), ws):
+        print(line)
+
+
+def cmd_run(args, ws: Workspace) -> None:
+    from foldwise.pipeline import options_from_environment, run_pipeline
+
+    out = Workspace(args.out) if args.out else Workspace(Path(os.environ["ROOT"])) if os.environ.get("ROOT") else ws
+    run_pipeline(args.comp, out, options_from_environment(args), args.layout)
 
 
 def cmd_score(args, ws: Workspace) -> None:
@@ -150,10 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--root", type=Path, default=Path("."), help="directory holding folds/ and output/ (default: .)"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", required=True)
     add_data_commands(sub)
     add_training_commands(sub)
     add_blending_commands(sub)
+    add_run_command(sub)
     return parser
 
 
@@ -178,12 +137,6 @@ def add_data_commands(sub) -> None:
     p.set_defaults(func=cmd_describe)
 
     p = with_comp(sub.add_parser("recipes", help="print the recipes submit.sh trains by default for this data"))
-    p.add_argument(
-        "--configs",
-        type=Path,
-        default=Path(__file__).resolve().parents[2] / "configs",
-        help="directory of recipe files (default: the repository's configs/)",
-    )
     p.set_defaults(func=cmd_recipes)
 
     p = with_comp(sub.add_parser("folds", help="stratified, duplicate-aware k-fold split -> folds/<comp>.csv"))
@@ -238,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet_rank = os.environ.get("RANK", "0") != "0"  # under torchrun only rank 0 logs progress
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING if quiet_rank else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING if quiet_rank or args.quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
         datefmt="%H:%M:%S",
     )
@@ -248,3 +201,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"foldwise {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def add_run_command(sub) -> None:
+    """run: the whole loop. Unset options fall back to submit.sh's environment variables (FOLDS, K, SEED, SET,
+    FORCE, DUP_THRESHOLD, NO_DEDUP, GPUS, METRIC, ROOT), then to the defaults."""
+    p = with_comp(
+        sub.add_parser("run", help="the whole loop: folds, training, blend, full retrain, submission, report")
+    )
+    p.add_argument(
+        "-c",
+        "--config",
+        action="append",
+        help="recipe file, folder or packaged name (default: chosen for the data, see `foldwise recipes`)",
+    )
+    p.add_argument("--folds", help="folds to train: all (default), 0 (the 80/20 holdout), 0,2  [FOLDS]")
+    p.add_argument("--k", type=int, help="number of folds (default 5)  [K]")
+    p.add_argument("--seed", type=int, help="split seed (default 42)  [SEED]")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a recipe key  [SET]")
+    p.add_argument("--force", action="store_true", help="retrain finished runs  [FORCE=1]")
+    p.add_argument("--dup-threshold", type=int, metavar="BITS", help="near-duplicate pHash distance  [DUP_THRESHOLD]")
+    p.add_argument("--no-dedup", action="store_true", help="plain stratified folds  [NO_DEDUP=1]")
+    p.add_argument("--gpus", help="one fold per GPU in parallel, e.g. 0,1 (default: all when several)  [GPUS]")
+    p.add_argument("--metric", choices=["accuracy", "log_loss"], help="what the blend is chosen by  [METRIC]")
+    p.add_argument("--out", type=Path, help="where folds/ and output/ go (default: --root)  [ROOT]")
+    p.add_argument("--submission", type=Path, help="also write submission.csv here (e.g. /kaggle/working/)")
+    p.set_defaults(func=cmd_run)

@@ -13,7 +13,7 @@ import torch
 from foldwise.errors import FoldwiseError
 from foldwise.fileio import write_atomic
 from foldwise.training.engine import Trainer
-from foldwise.training.runs import RUN_IDENTITY, TRAIN_PIXELS
+from foldwise.training.runs import RUN_IDENTITY, TRAIN_PIXELS, same
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "last.pt"
@@ -69,7 +69,7 @@ def resume(run_dir: Path, meta: dict, trainer: Trainer, generator: torch.Generat
         path.unlink()
         return []
     for key in (*RUN_IDENTITY, "seed"):
-        if state["meta"].get(key) != meta.get(key):
+        if not same(key, state["meta"].get(key), meta.get(key)):
             raise FoldwiseError(f"{path}: an unfinished run with a different {key}; pass --force to start over.")
     trainer.load_state_dict(state["trainer"])
     set_rng_state(state["rng"], generator)

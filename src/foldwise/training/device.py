@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
@@ -12,6 +13,11 @@ from foldwise.errors import FoldwiseError
 def resolve_device(name: str) -> torch.device:
     """'auto' -> cuda when available, else cpu."""
     if name == "auto":
+        if os.environ.get("FOLDWISE_REQUIRE_CUDA") and not torch.cuda.is_available():  # set for per-GPU children
+            raise FoldwiseError(
+                "this fold was started on a GPU (CUDA_VISIBLE_DEVICES="
+                f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r}) but torch sees none; check the driver."
+            )
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise FoldwiseError(f"run.device={name!r} but no CUDA GPU is visible; use run.device=auto or cpu.")

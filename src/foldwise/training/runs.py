@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from foldwise import __version__
-from foldwise.config import Recipe
+from foldwise.config import Recipe, recipe_from_dict
 from foldwise.data.competition import Competition
 from foldwise.data.content import fingerprint
 from foldwise.data.folds import read_folds
@@ -54,13 +54,14 @@ SMALL_IMAGE_RECIPES = ("speed", "cpu-cnn", "cpu-resnet")  # images up to AUTO_SI
 LARGER_IMAGE_RECIPES = ("cpu-cnn", "cpu-resnet", "cpu-effnet")
 
 
-def default_recipes(comp: Competition, configs_dir: Path) -> list[Path]:
-    """The recipes `submit.sh` trains when none is named: on small images (median shorter side <= 64 px) the speed
-    recipe first, with two other architectures for the blend; on larger images three small CPU-friendly nets."""
+def default_recipes(comp: Competition) -> list[str]:
+    """The packaged recipes `foldwise run` trains when none is named: on small images (median shorter side <= 64
+    px) the speed recipe first, with two other architectures for the blend; on larger images three small
+    CPU-friendly nets."""
     side = native_image_size(comp.train_images)
     names = SMALL_IMAGE_RECIPES if side <= AUTO_SIZE_RANGE[1] else LARGER_IMAGE_RECIPES
     log.info("%s: images of %d px (median shorter side) -> default recipes %s", comp.name, side, ", ".join(names))
-    return [Path(configs_dir) / f"{name}.yaml" for name in names]
+    return list(names)
 
 
 RUN_IDENTITY = ("recipe", "folds_sha256", "classes", "weights_sha256")  # a finished run with others is refused
@@ -129,6 +130,30 @@ def is_finished(run_dir: Path, fold: int | None) -> bool:
     return all((run_dir / name).exists() for name in needed)
 
 
+LOGGING_ONLY = (("run", "tracker"),)  # recipe keys that change what is logged, never what is trained
+
+
+def comparable_recipe(recipe: dict | None) -> dict | None:
+    """A recorded recipe with today's defaults for keys added since it was written and without logging-only keys,
+    so that neither a newer foldwise nor another tracker makes a finished run look different."""
+    if recipe is None:
+        return None
+    try:
+        full = recipe_from_dict({k: v for k, v in recipe.items() if k != "name"}, name=recipe.get("name", "")).to_dict()
+    except FoldwiseError:  # a key this foldwise no longer has: another run
+        return recipe
+    for section, key in LOGGING_ONLY:
+        full[section].pop(key, None)
+    return full
+
+
+def same(key: str, old, new) -> bool:
+    """Whether a recorded identity value equals this run's."""
+    if key == "recipe":
+        return comparable_recipe(old) == comparable_recipe(new)
+    return old == new
+
+
 def run_status(run_dir: Path, fold: int | None, meta: dict) -> str:
     """'done' when this exact run finished; 'train' when it did not, or its training images changed since; 'predict'
     when only the test images changed (model.pt predicts them again). A finished run of another recipe, folds,
@@ -137,7 +162,7 @@ def run_status(run_dir: Path, fold: int | None, meta: dict) -> str:
         return "train"
     old = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
     for key in RUN_IDENTITY:
-        if old.get(key) != meta.get(key):
+        if not same(key, old.get(key), meta.get(key)):
             raise FoldwiseError(
                 f"{run_dir}: already trained with a different {key.replace('_sha256', ' file')}. "
                 "Pass --force to retrain it (its artifacts will be replaced), or give the recipe a new name."
@@ -189,7 +214,7 @@ def full_epochs(plan: RunPlan) -> tuple[int, str]:
     """Epochs for the full retrain: the median of the finished folds' epochs (early stopping), else the recipe's."""
     recipe = plan.recipe
     folds = [yaml.safe_load(p.read_text()) for p in sorted(plan.run_dir.parent.glob("fold*/config.yaml"))]
-    counts = [m["epochs"] for m in folds if m.get("recipe") == recipe.to_dict() and "epochs" in m]
+    counts = [m["epochs"] for m in folds if same("recipe", m.get("recipe"), recipe.to_dict()) and "epochs" in m]
     if not counts or recipe.optim.patience <= 0:
         return recipe.optim.epochs, "recipe"
     return int(statistics.median(counts)), f"median of {len(counts)} folds' early-stopped epochs {counts}"
@@ -201,7 +226,8 @@ HELD_KEYS = (*RUN_IDENTITY, TRAIN_PIXELS, TEST_PIXELS, "seed")  # what tells two
 
 def held_keys(meta: dict) -> dict[str, str]:
     """A short digest of each identifying key of a run, as written into the lock file."""
-    return {k: hashlib.sha256(json.dumps(meta.get(k), sort_keys=True).encode()).hexdigest()[:16] for k in HELD_KEYS}
+    values = {k: comparable_recipe(meta.get(k)) if k == "recipe" else meta.get(k) for k in HELD_KEYS}
+    return {k: hashlib.sha256(json.dumps(v, sort_keys=True).encode()).hexdigest()[:16] for k, v in values.items()}
 
 
 @contextmanager
