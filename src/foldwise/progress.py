@@ -1,4 +1,5 @@
-"""tqdm progress bars: live on a terminal, a line every 30 s in logs (CI, nohup) instead of thousands."""
+"""tqdm progress bars on a terminal only: a log file (CI, nohup, per-GPU fold logs) gets the readable INFO lines
+(one per finished epoch and stage) instead of bar fragments."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from tqdm.auto import tqdm
 
 def progress(iterable=None, **kwargs) -> tqdm:
     """A tqdm bar tuned for both terminals and log files."""
-    kwargs.setdefault("mininterval", 0.1 if sys.stderr.isatty() else 30.0)
+    kwargs.setdefault("mininterval", 0.1)
     kwargs.setdefault("dynamic_ncols", True)
-    kwargs.setdefault("disable", os.environ.get("RANK", "0") != "0")  # under torchrun only rank 0 draws bars
+    # Only on a terminal, and under torchrun only rank 0.
+    kwargs.setdefault("disable", not sys.stderr.isatty() or os.environ.get("RANK", "0") != "0")
     return tqdm(iterable, **kwargs)
