@@ -70,6 +70,19 @@ class LeakageReport:
             "flat_images_bytes_only": self.flat_images,
         }
 
+    def pair_examples(self, comp: Competition, n: int = 12) -> list[dict]:
+        """Up to `n` test images that look like a training image, nearest first, for the report's gallery."""
+        order = sorted(range(len(self.train_test_pairs)), key=lambda i: (self.pair_distance[i], i))[:n]
+        return [
+            {
+                "train": comp.train_ids[self.train_test_pairs[i][0]],
+                "test": comp.test_ids[self.train_test_pairs[i][1]],
+                "distance": int(self.pair_distance[i]),
+                "exact": bool(self.pair_exact[i]),
+            }
+            for i in order
+        ]
+
     def summary(self) -> str:
         """One line: what was found."""
         return (

@@ -148,3 +148,16 @@ def accuracy_vs_models(rows: list[dict], probs: dict[str, np.ndarray], labels: n
     ax.set_ylabel("OOF accuracy")
     ax.set_title("Accuracy vs ensemble size")
     save(fig, path)
+
+
+def gallery(images: list[np.ndarray], titles: list[str], path: Path, title: str, columns: int = 6) -> None:
+    """Thumbnails in a grid, each with its caption (ids, labels, probabilities)."""
+    rows = max(1, -(-len(images) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.4 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, text in zip(axes.flat, images, titles):
+        ax.imshow(image, interpolation="nearest")
+        ax.set_title(text, fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    save(fig, path)

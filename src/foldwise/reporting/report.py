@@ -18,7 +18,7 @@ from foldwise.blending.ensemble import FittedBlend
 from foldwise.data.competition import Competition
 from foldwise.errors import FoldwiseError
 from foldwise.fileio import sha256_file, write_text_atomic
-from foldwise.reporting import plots
+from foldwise.reporting import gallery, plots
 from foldwise.reporting.candidates import candidates_section, decision_section
 from foldwise.reporting.render import Section, render_html, render_markdown
 from foldwise.reporting.sections import config_section, data_section, test_source_section
@@ -32,7 +32,8 @@ class BlendEvidence:
 
     choice: dict  # blend.json
     fitted: FittedBlend
-    labels: np.ndarray  # OOF labels, rows as in `probs`
+    ids: np.ndarray  # OOF ids, rows as in `probs`
+    labels: np.ndarray  # OOF labels
     probs: dict[str, np.ndarray]  # candidate -> nested-CV OOF probabilities
     oofs: list[OOF]  # the single models', in candidate-table order
     histories: dict[str, dict[str, pd.DataFrame]]  # model -> fold -> history.csv
@@ -71,7 +72,7 @@ def read_evidence(ws: Workspace, comp: Competition) -> BlendEvidence:
     oofs = [load_oof(d) for d in dirs.values()]
     fitted = FittedBlend.from_dict(choice["blend"])
     digest = sha256_file(out / "blend.json")
-    return BlendEvidence(choice, fitted, saved["labels"], probs, oofs, histories, digest)
+    return BlendEvidence(choice, fitted, saved["ids"], saved["labels"], probs, oofs, histories, digest)
 
 
 def write_plots(evidence: BlendEvidence, comp: Competition, out: Path) -> None:
@@ -114,9 +115,29 @@ def build_sections(ws: Workspace, comp: Competition) -> list[Section]:
             None,
             ["reliability.png"],
         ),
+        *gallery_sections(ws, comp, evidence),
         test_source_section(ws, comp, evidence.fitted),
         config_section(ws, comp, [o.name for o in evidence.oofs]),
     ]
+
+
+def gallery_sections(ws: Workspace, comp: Competition, evidence: BlendEvidence) -> list[Section]:
+    """The images behind the numbers: confident mistakes, train/test look-alikes, test predictions per class."""
+    out = ws.blend_dir(comp.name)
+    probs = evidence.probs[evidence.chosen]
+    sections = [
+        Section(
+            "Most confident mistakes",
+            [gallery.confident_mistakes(comp, evidence.ids, probs, evidence.labels, out / "mistakes.png")],
+        )
+    ]
+    if not sections[0].text[0].startswith("No OOF"):
+        sections[0].images.append("mistakes.png")
+    pairs = gallery.look_alikes(ws, comp, out / "look_alikes.png")
+    if pairs:
+        sections.append(Section("Test images like training images", [pairs], None, ["look_alikes.png"]))
+    text = gallery.test_examples(ws, comp, evidence.fitted, out / "test_examples.png")
+    return sections + [Section("Test predictions by class", [text], None, ["test_examples.png"])]
 
 
 def write_report(ws: Workspace, comp: Competition) -> Path:
