@@ -94,6 +94,9 @@ class RunConfig:
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
     compile: bool = False  # torch.compile the training forward (pays on GPUs; measured slower for small CPU nets)
     tracker: str = "none"  # none | tensorboard | wandb: each run's curves logged there too (foldwise.tracking)
+    deterministic: bool = False  # deterministic algorithms where torch has them (see training/device.py); on the
+    #                              CPU runs are bitwise reproducible either way
+    sync_bn: bool = False  # under torchrun on GPUs: SyncBatchNorm, statistics over the global batch
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from timm.utils import ModelEmaV3
 from torch.optim.swa_utils import update_bn
 
 from foldwise.config import DataConfig, Recipe
+from foldwise.errors import FoldwiseError
 from foldwise.progress import progress
 from foldwise.training.augment import view_mean
 from foldwise.training.device import autocast
@@ -34,6 +35,21 @@ class TrainingSet:
     bn_rows: torch.Tensor  # training rows whose plain images set the EMA model's BatchNorm statistics
 
 
+def wrapped(model, recipe: Recipe, dist: Dist, device: torch.device):
+    """The module the training steps call: under DDP (gradients all-reduced across ranks; SyncBatchNorm on CUDA when
+    run.sync_bn), compiled when run.compile; it shares its parameters with the bare model, which is what is saved."""
+    if dist.enabled:
+        if recipe.run.sync_bn and device.type == "cuda":
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        index = (
+            device.index if device.index is not None else torch.cuda.current_device() if device.type == "cuda" else None
+        )
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=None if index is None else [index])
+    if recipe.run.compile:
+        model = torch.compile(model)
+    return model
+
+
 class Trainer:
     """Everything one run needs to train, given at construction: `train_epoch()`, `predict(inputs, rows)`, and
     `state_dict()` / `load_state_dict()` for checkpoints."""
@@ -41,15 +57,15 @@ class Trainer:
     def __init__(self, model, recipe: Recipe, data: TrainingSet, epochs: int, bf16: bool, dist: Dist | None = None):
         self.dist, self.data, self.bf16 = dist or Dist(), data, bf16
         self.batch, self.optim, self.device = recipe.data, recipe.optim, data.inputs.device
+        if recipe.data.batch_size % self.dist.world:
+            raise FoldwiseError(
+                f"data.batch_size {recipe.data.batch_size} does not split over {self.dist.world} "
+                "ranks; make it a multiple of the number of processes."
+            )
         self.module = model  # the bare model: evaluated, averaged by EMA and saved
         steps_per_epoch = max(1, len(data.rows) // recipe.data.batch_size)
         self.optimizer, self.scheduler = create_optimizer_and_scheduler(model, recipe.optim, steps_per_epoch, epochs)
-        if self.dist.enabled:  # gradients all-reduced across ranks by PyTorch DDP
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        if recipe.run.compile:
-            model = torch.compile(model)  # shares the parameters of self.module, which stays uncompiled for saving
-        self.model = model
+        self.model = wrapped(model, recipe, self.dist, self.device)
         optim, batch = recipe.optim, recipe.data
         self.ema = ModelEmaV3(model, decay=optim.ema_decay, use_warmup=optim.ema_warmup) if optim.ema_decay else None
         mixing = dict(mixup_alpha=batch.mixup, cutmix_alpha=batch.cutmix, label_smoothing=optim.label_smoothing)
@@ -70,7 +86,9 @@ class Trainer:
         order = shard(rows[torch.randperm(len(rows), generator=generator)], self.dist)
         # Same step count on every rank (DDP needs it); drop the ragged last batch (BatchNorm, mixup want full ones).
         steps = max(1, (len(rows) // self.dist.world) // batch_size)
-        batches = self.data.inputs.train_batches(order[: steps * batch_size], self.data.labels, batch_size, generator)
+        batches = self.data.inputs.train_batches(
+            order[: steps * batch_size], self.data.labels, batch_size, generator, self.dist.rank, self.dist.world
+        )
         total = torch.zeros((), device=self.device)
         for x, y in progress(batches, total=steps, desc=desc, leave=False, unit="batch"):
             total += self.train_step(x, y)  # stays on the device: no host sync per step

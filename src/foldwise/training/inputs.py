@@ -22,6 +22,8 @@ from foldwise.config import DataConfig
 from foldwise.training import stream
 from foldwise.training.augment import crop_flip, random_resized_crop, to_model_input
 
+RANK_STRIDE = 1_000_003  # seed offset between ranks' augmentation streams (a prime, so streams never coincide)
+
 
 class Inputs(Protocol):
     """A set of images (or features) indexed by row, read through training and evaluation batches."""
@@ -31,9 +33,16 @@ class Inputs(Protocol):
     def __len__(self) -> int: ...
 
     def train_batches(
-        self, order: torch.Tensor, labels: torch.Tensor, batch_size: int, generator: torch.Generator
+        self,
+        order: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        generator: torch.Generator,
+        rank: int = 0,
+        world: int = 1,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(augmented model input, labels) per step over `order` (a whole number of batches), on the device."""
+        """(augmented model input, labels) per step over `order` (a whole number of batches), on the device; `rank`
+        of `world` processes draws its own augmentation."""
         ...
 
     def eval_batches(self, rows: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
@@ -41,12 +50,14 @@ class Inputs(Protocol):
         ...
 
 
-def device_generator(generator: torch.Generator, device: torch.device) -> torch.Generator:
-    """The CPU generator itself on the CPU; on an accelerator, a device generator seeded from it."""
-    if device.type == "cpu":
+def device_generator(generator: torch.Generator, device: torch.device, rank: int = 0, world: int = 1):
+    """The augmentation stream of one epoch: the CPU generator itself in a one-process CPU run; otherwise a
+    generator on the device seeded from it, offset by the rank, so that ranks draw different crops and flips while
+    the shared generator (the batch order) advances alike on every rank."""
+    if device.type == "cpu" and world == 1:
         return generator
     seed = int(torch.randint(2**62, (1,), generator=generator))
-    return torch.Generator(device=device).manual_seed(seed)
+    return torch.Generator(device=device).manual_seed(seed + RANK_STRIDE * rank)
 
 
 class ResidentImages:
@@ -73,9 +84,9 @@ class ResidentImages:
             x = random_resized_crop(x, aug.random_resized_crop, generator)
         return self.erase(x) if aug and self.erase is not None else x
 
-    def train_batches(self, order, labels, batch_size, generator):
+    def train_batches(self, order, labels, batch_size, generator, rank: int = 0, world: int = 1):
         """The epoch's order and the labels move to the device once; each step gathers and augments there."""
-        draws = device_generator(generator, self.device)  # one per epoch, drawn from the seeded stream
+        draws = device_generator(generator, self.device, rank, world)  # one per epoch, drawn from the seeded stream
         order, labels = order.to(self.images.device), labels.to(self.device)
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
@@ -101,8 +112,8 @@ class StreamedImages:
         """uint8 NHWC batch from a worker -> normalized model input on the device."""
         return to_model_input(batch.to(self.device, non_blocking=True), self.mean, self.std, self.channels_last)
 
-    def train_batches(self, order, labels, batch_size, generator):
-        seed = int(torch.randint(2**31, (1,), generator=generator))  # the workers' augmentation stream
+    def train_batches(self, order, labels, batch_size, generator, rank: int = 0, world: int = 1):
+        seed = int(torch.randint(2**31, (1,), generator=generator)) + RANK_STRIDE * rank  # the workers' stream
         pin = self.device.type == "cuda"
         for batch, y in stream.batches(self.images, labels, order, batch_size, self.augment, seed, pin=pin):
             yield self.to_device(batch), y.to(self.device, non_blocking=True)
@@ -121,7 +132,7 @@ class CachedFeatures:
     def __len__(self) -> int:
         return len(self.features)
 
-    def train_batches(self, order, labels, batch_size, generator):
+    def train_batches(self, order, labels, batch_size, generator, rank: int = 0, world: int = 1):
         order, labels = order.to(self.device), labels.to(self.device)
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]

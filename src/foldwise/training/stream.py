@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from foldwise.config import DataConfig
 from foldwise.workers import default_workers
 
-RESIDENT_SHARE = 0.4  # the tensor path may use up to this share of the device's free memory for the images
+RESIDENT_SHARE = 0.4  # the tensor path may use up to this share of the device's memory for the images
 
 
 def choose_pipeline(setting: str, n_images: int, size: int, device: torch.device) -> str:
@@ -27,11 +27,12 @@ def choose_pipeline(setting: str, n_images: int, size: int, device: torch.device
     if setting != "auto":
         raise ValueError(f"data.pipeline must be auto, tensor or stream, got {setting!r}")
     needed = n_images * size * size * 3
-    if device.type == "cuda":
-        free = torch.cuda.mem_get_info(device)[0]
+    if device.type == "cuda":  # the GPU's total memory: free memory counts what the caching allocator still holds
+        # from an earlier fold, so it would flip folds of one process (and ranks) between paths
+        available = torch.cuda.get_device_properties(device).total_memory
     else:
-        free = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    return "tensor" if needed <= RESIDENT_SHARE * free else "stream"
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    return "tensor" if needed <= RESIDENT_SHARE * available else "stream"
 
 
 def train_transform(data: DataConfig, seed: int) -> A.Compose:

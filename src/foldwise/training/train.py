@@ -26,7 +26,7 @@ from foldwise.fileio import save_npz, write_atomic, write_text_atomic
 from foldwise.tracking import Tracker
 from foldwise.training import checkpoint, features
 from foldwise.training.augment import to_model_input
-from foldwise.training.device import resolve_bf16, resolve_device
+from foldwise.training.device import resolve_bf16, resolve_device, set_deterministic
 from foldwise.training.distributed import Dist, init_distributed, local_device
 from foldwise.training.engine import Trainer, TrainingSet
 from foldwise.training.inputs import CachedFeatures, Inputs, ResidentImages, StreamedImages
@@ -97,7 +97,8 @@ def prepare(plan: RunPlan) -> Run:
     if recipe.run.threads and device.type == "cpu":
         torch.set_num_threads(recipe.run.threads)
     bf16 = resolve_bf16(recipe.run.bf16, device)
-    generator = checkpoint.seed_everything(meta["seed"])
+    set_deterministic(recipe.run.deterministic)
+    generator = checkpoint.seed_everything(meta["seed"], dist.rank)
     model = create_model(recipe.model, len(comp.classes)).to(device)
     if recipe.run.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -187,7 +188,7 @@ def fit(run: Run) -> tuple[list[dict], np.ndarray | None]:
             log.info("%s", epoch_line(plan.name, history, run.epochs))
             tracker.log(row, epoch)
             write_atomic(plan.run_dir / "history.csv", lambda p: pd.DataFrame(history).to_csv(p, index=False))
-            checkpoint.save(plan.run_dir, plan.meta, trainer, run.generator, history)
+        checkpoint.save(plan.run_dir, plan.meta, trainer, run.generator, history)  # every rank: RNG streams
     if tracker is not None:
         tracker.close()
     return history, epoch_logits
@@ -259,6 +260,7 @@ def write_artifacts(run: Run, oof_logits: np.ndarray | None, test_logits: np.nda
     if run.trainer.module is not run.model:  # only the classifier trained: it goes back into the whole model
         run.trainer.module.load_state_dict(weights)
         weights = run.model.state_dict()
+    weights = checkpoint.on_cpu(weights)  # model.pt loads on a machine without a GPU (a Kaggle inference notebook)
     mean, std = run.normalization
     # The weights and what made them; the test images are not among that (config.yaml records their fingerprint).
     final = dict({k: v for k, v in plan.meta.items() if k != TEST_PIXELS}, state_dict=weights, mean=mean, std=std)
