@@ -224,7 +224,7 @@ def test_bad_inputs_raise_foldwise_error():
     for args, message in cases:
         with pytest.raises(FoldwiseError, match=message):
             fit_blend(*args)
-    with pytest.raises(FoldwiseError, match="accuracy or log_loss"):
+    with pytest.raises(FoldwiseError, match="metric 'f1': choose one of accuracy, log_loss, macro_f1"):
         fit_blend("greedy", ["a", "b"], logits, labels, metric="f1")
     fitted = fit_blend("mean_logits", ["a", "b"], logits, labels)
     with pytest.raises(FoldwiseError, match="one \\(N, C\\) array per model"):

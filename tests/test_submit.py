@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from foldwise.blending.ensemble import FittedBlend
-from foldwise.blending.submit import make_submission, score_submission, validate_submission
+from foldwise.blending.formats import validate_submission
+from foldwise.blending.submit import make_submission, score_submission
 from foldwise.data.formats import load_competition
 from foldwise.errors import FoldwiseError
 from foldwise.workspace import Workspace
@@ -94,7 +95,8 @@ def test_score_submission_perfect(tmp_path):
     """A submission equal to the key (in any row order, with other column names) scores accuracy 1.0."""
     sol = write_csv(tmp_path / "solution.csv", SOLUTION)
     sub = write_csv(tmp_path / "sub.csv", SOLUTION[::-1], header=("image_id", "class"))
-    assert score_submission(sub, sol) == {"accuracy": 1.0, "rows": 4, "correct": 4}
+    expected = {"metric": "accuracy", "score": 1.0, "accuracy": 1.0, "rows": 4, "correct": 4}
+    assert score_submission(sub, sol) == expected
 
 
 def test_score_submission_partly_wrong(tmp_path):
@@ -102,7 +104,7 @@ def test_score_submission_partly_wrong(tmp_path):
     sol = write_csv(tmp_path / "solution.csv", SOLUTION)
     rows = [("010", "cat"), ("007", "dog"), ("008", "dog"), ("009", "dog")]
     result = score_submission(write_csv(tmp_path / "sub.csv", rows), sol)
-    assert result == {"accuracy": 0.75, "rows": 4, "correct": 3}
+    assert result == {"metric": "accuracy", "score": 0.75, "accuracy": 0.75, "rows": 4, "correct": 3}
 
 
 def test_score_submission_missing_ids_raise(tmp_path):
@@ -270,11 +272,11 @@ def test_probability_validation_rejects_rows_not_summing_to_one():
     """Probability submissions must be finite, within [0, 1] and sum to 1 per row."""
     sample = pd.DataFrame({"id": ["a", "b"], "p0": ["0.5", "0.5"], "p1": ["0.5", "0.5"]})
     good = pd.DataFrame({"id": ["a", "b"], "p0": [0.2, 0.9], "p1": [0.8, 0.1]})
-    validate_submission(good, sample, ["0", "1"], probabilities=True)
+    validate_submission(good, sample, ["0", "1"], kind="probabilities")
     with pytest.raises(FoldwiseError, match="sum to 1"):
-        validate_submission(good.assign(p1=[0.8, 0.3]), sample, ["0", "1"], probabilities=True)
+        validate_submission(good.assign(p1=[0.8, 0.3]), sample, ["0", "1"], kind="probabilities")
     with pytest.raises(FoldwiseError, match="within"):
-        validate_submission(good.assign(p0=[-0.2, 0.9], p1=[1.2, 0.1]), sample, ["0", "1"], probabilities=True)
+        validate_submission(good.assign(p0=[-0.2, 0.9], p1=[1.2, 0.1]), sample, ["0", "1"], kind="probabilities")
 
 
 def test_make_submission_without_blend_or_logits(setup):

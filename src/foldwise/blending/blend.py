@@ -15,9 +15,11 @@ import numpy as np
 
 from foldwise import __version__
 from foldwise.blending.ensemble import METHODS, FittedBlend, fit_blend, nested_cv_proba
-from foldwise.blending.metrics import bootstrap_ci, mcnemar_p, metrics, ranking
+from foldwise.blending.metrics import metric_interval, metrics, paired_p, ranking, safe_score
+from foldwise.blending.postprocess import evaluate
 from foldwise.errors import FoldwiseError
 from foldwise.fileio import save_npz, sha256_file, write_text_atomic
+from foldwise.metrics import metric as competition_metric
 
 SIGNIFICANCE = 0.05  # McNemar p-value below which a difference to the best single model counts as real
 
@@ -78,7 +80,9 @@ def candidates(names: list[str]) -> list[tuple[str, str, list[str]]]:
 def rank_key(metric: str):
     """Sort key of candidate rows, best first (metrics.ranking: by `metric`, the other breaking ties)."""
     order = ranking(metric)
-    return lambda row: order(row["accuracy"], row["log_loss"])
+    if metric in ("accuracy", "log_loss"):
+        return lambda row: order(row["accuracy"], row["log_loss"])
+    return lambda row: order(row["score"], row["log_loss"])
 
 
 @dataclass(frozen=True)
@@ -91,24 +95,27 @@ class BlendResult:
     labels: np.ndarray
     ids: np.ndarray
     inputs: dict[str, str]  # model -> oof_digest of the OOF logits the blend was fitted on
+    postprocess: dict  # the metric's post-processing, scored by CV over the OOF rows (postprocess.evaluate)
 
 
 def compare(oofs: list[OOF], metric: str = "accuracy", seed: int = 0) -> BlendResult:
-    """Score every candidate by nested CV on identical OOF rows; McNemar against the best single model."""
+    """Score every candidate by nested CV on identical OOF rows with the competition's metric (accuracy and log loss
+    beside it); each against the best single model by McNemar (accuracy) or a paired bootstrap (other metrics)."""
     check_aligned(oofs)
-    key = rank_key(metric)
+    scored, key = competition_metric(metric), rank_key(metric)
     labels, by_name = oofs[0].labels, {o.name: o.logits for o in oofs}
     rows, probs = [], {}
     for name, method, models in candidates(list(by_name)):
         p = nested_cv_proba(method, models, [by_name[m] for m in models], labels, metric=metric, seed=seed)
-        correct = p.argmax(1) == labels
-        lo, hi = bootstrap_ci(correct, seed=seed)
-        rows.append(dict(candidate=name, method=method, models=models, **metrics(p, labels), ci_low=lo, ci_high=hi))
+        lo, hi = metric_interval(p, labels, scored, seed=seed)
+        row = dict(
+            candidate=name, method=method, models=models, metric=scored.name, score=safe_score(scored, p, labels)
+        )
+        rows.append(dict(row, **metrics(p, labels), ci_low=lo, ci_high=hi))
         probs[name] = p
     best_single = min((r for r in rows if r["method"] == "single"), key=key)["candidate"]
-    reference = probs[best_single].argmax(1) == labels
     for r in rows:
-        r["p_vs_best_single"] = mcnemar_p(probs[r["candidate"]].argmax(1) == labels, reference)
+        r["p_vs_best_single"] = paired_p(probs[r["candidate"]], probs[best_single], labels, scored, seed)
         r["significant"] = r["candidate"] != best_single and r["p_vs_best_single"] < SIGNIFICANCE
         r["best_single"] = best_single
     rows.sort(key=key)
@@ -117,7 +124,8 @@ def compare(oofs: list[OOF], metric: str = "accuracy", seed: int = 0) -> BlendRe
         chosen["method"], chosen["models"], [by_name[m] for m in chosen["models"]], labels, metric=metric, seed=seed
     )
     inputs = {o.name: oof_digest(o) for o in oofs}
-    return BlendResult(rows=rows, fitted=fitted, probs=probs, labels=labels, ids=oofs[0].ids, inputs=inputs)
+    post = evaluate(probs[chosen["candidate"]], labels, scored, seed)
+    return BlendResult(rows, fitted, probs, labels, oofs[0].ids, inputs, post)
 
 
 def write_blend(result: BlendResult, classes: list[str], out_dir: Path, metric: str, seed: int) -> dict:
@@ -131,6 +139,7 @@ def write_blend(result: BlendResult, classes: list[str], out_dir: Path, metric: 
         "oof_rows": int(len(result.ids)),
         "candidates": result.rows,
         "inputs": result.inputs,
+        "postprocess": result.postprocess,
         "foldwise_version": __version__,
     }
     arrays = {f"probs/{name}": p.astype(np.float32) for name, p in result.probs.items()}

@@ -15,8 +15,10 @@ from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
 from foldwise.blending.calibration import check_labels, check_logits, fit_temperature, log_softmax, softmax
-from foldwise.blending.metrics import METRICS, PROB_FLOOR, ranking
+from foldwise.blending.metrics import PROB_FLOOR, ranking
 from foldwise.errors import FoldwiseError
+from foldwise.metrics import Metric
+from foldwise.metrics import metric as competition_metric
 
 METHODS: tuple[str, ...] = (
     "single",
@@ -145,8 +147,7 @@ def fit_blend(
 ) -> FittedBlend:
     """Fit `method` (temperatures, weights or stacker) on exactly the given rows."""
     _check_method(method, models)
-    if metric not in METRICS:
-        raise FoldwiseError(f"metric {metric!r}: choose accuracy or log_loss.")
+    scored = competition_metric(metric)  # an unknown name is an error here, before any fitting
     z = check_logits(models, logits)
     labels = check_labels(labels, *z.shape[1:])
     if method == "max_confidence_raw":
@@ -157,7 +158,7 @@ def fit_blend(
     if method == "weighted":
         weights = _fit_weights(np.exp(logp), labels)
     elif method == "greedy":
-        weights = _greedy_weights(np.exp(logp), labels, metric)
+        weights = _greedy_weights(np.exp(logp), labels, scored)
     elif method == "stacking":
         stacker = _fit_stacker(logp, labels, seed)
     return FittedBlend(method, tuple(models), temps, weights=weights, stacker=stacker)
@@ -186,24 +187,33 @@ def _acc_nll(avg: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     return float(np.mean(avg.argmax(axis=1) == labels)), float(-np.mean(np.log(p_true)))
 
 
-def _improves(new: tuple[float, float], cur: tuple[float, float], metric: str) -> bool:
-    """Whether a greedy step's (accuracy, log loss) beats the current ensemble's under `metric`."""
+def _greedy_score(avg: np.ndarray, labels: np.ndarray, scored: Metric) -> tuple[float, float]:
+    """(accuracy, log loss) for the accuracy and log-loss metrics; (the metric, log loss) for any other."""
+    acc, nll = _acc_nll(avg, labels)
+    return (acc, nll) if scored.name in ("accuracy", "log_loss") else (scored(avg, labels), nll)
+
+
+def _improves(new: tuple[float, float], cur: tuple[float, float], scored: Metric) -> bool:
+    """Whether a greedy step's score pair beats the current ensemble's under the metric."""
     (acc, nll), (cur_acc, cur_nll) = new, cur
-    if metric == "log_loss":
+    if scored.name not in ("accuracy", "log_loss"):  # the metric first, log loss breaking ties
+        return scored.better(acc, cur_acc) or (acc == cur_acc and nll < cur_nll - GREEDY_TOL)
+    if scored.name == "log_loss":
         return nll < cur_nll - GREEDY_TOL or (nll <= cur_nll + GREEDY_TOL and acc > cur_acc)
     # An accuracy gain bought with a worse log loss is, in practice, a few near-tie rows flipped at random (a
     # pure-noise model does it every step) and does not survive nested CV; so such a step does not count.
     return (acc > cur_acc and nll <= cur_nll + GREEDY_TOL) or (acc == cur_acc and nll < cur_nll - GREEDY_TOL)
 
 
-def _greedy_weights(probs: np.ndarray, labels: np.ndarray, metric: str) -> tuple[float, ...]:
+def _greedy_weights(probs: np.ndarray, labels: np.ndarray, scored: Metric) -> tuple[float, ...]:
     """Caruana forward selection with replacement on the running average; weights = pick counts / picks."""
     counts = np.zeros(len(probs), dtype=int)
-    total, cur = np.zeros_like(probs[0]), (-np.inf, np.inf)
-    order = ranking(metric)
+    worst = -np.inf if scored.higher_is_better or scored.name == "log_loss" else np.inf
+    total, cur = np.zeros_like(probs[0]), (worst, np.inf)
+    order = ranking(scored.name)
     for step in range(1, GREEDY_STEPS + 1):
-        scores = [_acc_nll((total + pm) / step, labels) for pm in probs]
-        better = [m for m, s in enumerate(scores) if _improves(s, cur, metric)]
+        scores = [_greedy_score((total + pm) / step, labels, scored) for pm in probs]
+        better = [m for m, s in enumerate(scores) if _improves(s, cur, scored)]
         if not better:
             break
         m = min(better, key=lambda i: order(*scores[i]))  # ties: the earlier model

@@ -13,18 +13,22 @@ from sklearn.metrics import log_loss
 
 from foldwise.blending.calibration import check_labels
 from foldwise.errors import FoldwiseError
+from foldwise.metrics import Metric
+from foldwise.metrics import metric as competition_metric
 
 METRICS = ("accuracy", "log_loss")
 PROB_FLOOR = 1e-15  # clip before log so one confidently wrong row costs a finite loss
 
 
-def ranking(metric: str) -> Callable[[float, float], tuple[float, float]]:
-    """Sort key of an (accuracy, log loss) pair, best first: by `metric`, the other breaking ties."""
-    if metric == "accuracy":
+def ranking(name: str) -> Callable[[float, float], tuple[float, float]]:
+    """Sort key of a (score, log loss) pair, best first: accuracy (log loss breaking ties), log loss (accuracy
+    breaking ties: the pair is then (accuracy, log loss)), or any other metric's score (log loss breaking ties)."""
+    if name == "accuracy":
         return lambda accuracy, loss: (-accuracy, loss)
-    if metric == "log_loss":
+    if name == "log_loss":
         return lambda accuracy, loss: (loss, -accuracy)
-    raise FoldwiseError(f"metric {metric!r}: choose accuracy or log_loss.")
+    scored = competition_metric(name)
+    return lambda score, loss: (scored.sort_key(score), loss)
 
 
 def reliability_curve(
@@ -76,6 +80,59 @@ def bootstrap_ci(correct: np.ndarray, n_boot: int = 1000, seed: int = 0, alpha: 
     means = np.random.default_rng(seed).binomial(n, correct.mean(), size=n_boot) / n
     lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
     return float(lo), float(hi)
+
+
+BOOTSTRAPS = 1000  # resamples for a per-row metric's interval (cheap: means of row scores)
+WHOLE_SET_BOOTSTRAPS = 200  # resamples for a whole-set metric (ROC-AUC, QWK, F1: the metric recomputed each time)
+
+
+def resamples(n: int, count: int, seed: int):
+    """`count` bootstrap index vectors of n rows, drawn in chunks (a 1000 x 50,000 matrix would not fit)."""
+    rng = np.random.default_rng(seed)
+    for start in range(0, count, 50):
+        yield from rng.integers(0, n, size=(min(50, count - start), n))
+
+
+def metric_interval(probs: np.ndarray, labels: np.ndarray, scored: Metric, seed: int = 0, alpha: float = 0.05):
+    """Percentile bootstrap interval of the metric: accuracy by its binomial shortcut, per-row metrics as means of
+    resampled row scores, whole-set metrics recomputed on WHOLE_SET_BOOTSTRAPS resamples."""
+    if scored.name == "accuracy":
+        return bootstrap_ci(probs.argmax(1) == labels, seed=seed, alpha=alpha)
+    if scored.per_row:
+        rows = scored.row_scores(probs, labels)
+        values = [rows[i].mean() for i in resamples(len(rows), BOOTSTRAPS, seed)]
+    else:
+        values = [safe_score(scored, probs[i], labels[i]) for i in resamples(len(labels), WHOLE_SET_BOOTSTRAPS, seed)]
+    lo, hi = np.nanquantile(values, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+def safe_score(scored: Metric, probs: np.ndarray, labels: np.ndarray) -> float:
+    """The metric, or NaN where a resample cannot be scored (ROC-AUC of rows of one class)."""
+    try:
+        return scored(probs, labels)
+    except (FoldwiseError, ValueError):
+        return float("nan")
+
+
+def paired_p(probs_a: np.ndarray, probs_b: np.ndarray, labels: np.ndarray, scored: Metric, seed: int = 0) -> float:
+    """Two-sided p-value that two candidates score alike on the same rows: exact McNemar for accuracy, else a
+    paired bootstrap of the metric's difference (both scored on each resample of the rows)."""
+    if scored.name == "accuracy":
+        return mcnemar_p(probs_a.argmax(1) == labels, probs_b.argmax(1) == labels)
+    if np.array_equal(probs_a, probs_b):
+        return 1.0
+    count = BOOTSTRAPS if scored.per_row else WHOLE_SET_BOOTSTRAPS
+    diffs = np.array(
+        [
+            safe_score(scored, probs_a[i], labels[i]) - safe_score(scored, probs_b[i], labels[i])
+            for i in resamples(len(labels), count, seed)
+        ]
+    )
+    diffs = diffs[np.isfinite(diffs)]
+    if not len(diffs):
+        return 1.0
+    return float(min(1.0, 2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0))))
 
 
 def mcnemar_p(correct_a: np.ndarray, correct_b: np.ndarray) -> float:

@@ -6,12 +6,14 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from foldwise.blending.blend import check_inputs_unchanged
 from foldwise.blending.ensemble import FittedBlend
+from foldwise.blending.formats import expected_frame, submission_frame, validate_submission
+from foldwise.blending.postprocess import decision_of
 from foldwise.data.competition import Competition
 from foldwise.data.csvfiles import read_csv
+from foldwise.data.formats import with_metric
 from foldwise.errors import FoldwiseError
 from foldwise.fileio import write_atomic
 from foldwise.workspace import Workspace
@@ -43,59 +45,6 @@ def load_test_logits(exp_dir: Path, test_ids: tuple[str, ...]) -> tuple[np.ndarr
     return average, f"mean logits of {len(list(exp_dir.glob('fold*/test.npz')))} fold models"
 
 
-def expected_frame(comp: Competition) -> pd.DataFrame:
-    """The sample submission (or the default id,label frame when the competition ships none)."""
-    fmt = comp.submission
-    if fmt.sample_path is not None:
-        return read_csv(fmt.sample_path)
-    return pd.DataFrame({fmt.id_column: list(comp.test_ids), fmt.label_column: comp.classes[0]})
-
-
-def validate_submission(
-    df: pd.DataFrame, sample: pd.DataFrame, classes, where: str = "submission", probabilities: bool = False
-) -> None:
-    """Same columns, same ids in the same order, and a known class (or a probability row summing to 1) per row."""
-    if list(df.columns) != list(sample.columns):
-        raise FoldwiseError(f"{where}: columns {list(df.columns)} differ from the sample's {list(sample.columns)}.")
-    id_col = sample.columns[0]
-    got, want = df[id_col].astype(str).tolist(), sample[id_col].astype(str).tolist()
-    missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
-    if missing or extra:
-        raise FoldwiseError(
-            f"{where}: {len(missing)} id(s) missing (e.g. {missing[:3]}), {len(extra)} unexpected (e.g. {extra[:3]})."
-        )
-    if len(got) != len(want):
-        raise FoldwiseError(f"{where}: {len(got)} rows but the sample has {len(want)} (duplicated ids?).")
-    if got != want:
-        first = next(i for i, (a, b) in enumerate(zip(got, want)) if a != b)
-        raise FoldwiseError(
-            f"{where}: ids are not in the sample's order (row {first}: {got[first]!r}, expected {want[first]!r})."
-        )
-    if probabilities:
-        values = df[sample.columns[1:]].to_numpy(dtype=np.float64)
-        if not np.isfinite(values).all() or (values < 0).any() or (values > 1).any():
-            raise FoldwiseError(f"{where}: probabilities must be finite and within [0, 1].")
-        worst = float(np.abs(values.sum(axis=1) - 1).max())
-        if worst > 1e-4:
-            raise FoldwiseError(f"{where}: probability rows must sum to 1 (off by up to {worst:.2g}).")
-        return
-    unknown = sorted(set(df[sample.columns[1]].astype(str)) - {str(c) for c in classes})
-    if unknown:
-        raise FoldwiseError(f"{where}: labels {unknown[:5]} are not classes of this competition.")
-
-
-def submission_frame(comp: Competition, probs: np.ndarray) -> pd.DataFrame:
-    """Rows in test-id order: the argmax class name, or one probability column per class when the sample asks."""
-    fmt = comp.submission
-    frame = {fmt.id_column: list(comp.test_ids)}
-    if fmt.wants_probabilities:
-        for column, k in zip(fmt.probability_columns, fmt.probability_classes):
-            frame[column] = probs[:, k]
-    else:
-        frame[fmt.label_column] = [comp.classes[i] for i in probs.argmax(1)]
-    return pd.DataFrame(frame)
-
-
 def make_submission(comp: Competition, ws: Workspace) -> tuple[Path, dict]:
     """Apply blend.json's fitted blend to the test logits, validate, and write submission.csv atomically."""
     blend_path = ws.blend_dir(comp.name) / "blend.json"
@@ -104,21 +53,26 @@ def make_submission(comp: Competition, ws: Workspace) -> tuple[Path, dict]:
     choice = json.loads(blend_path.read_text())
     if choice.get("classes") != list(comp.classes) or "blend" not in choice:
         raise FoldwiseError(f"{blend_path}: made for other data or by an older foldwise; rerun `foldwise blend`.")
+    comp = with_metric(comp, choice.get("metric", comp.metric))  # the submission's kind follows the blend's metric
     check_inputs_unchanged(choice, {m: ws.comp_dir(comp.name) / m for m in choice.get("inputs") or {}}, blend_path)
     fitted = FittedBlend.from_dict(choice["blend"])
     logits, sources = [], {}
     for exp in fitted.models:
         z, sources[exp] = load_test_logits(ws.comp_dir(comp.name) / exp, comp.test_ids)
         logits.append(z)
-    df = submission_frame(comp, fitted.predict_proba(logits))
+    probs, decision = fitted.predict_proba(logits), decision_of(choice)
+    labels = decision.labels(probs) if comp.submission.kind == "label" and decision.kind != "none" else None
+    df = submission_frame(comp, decision.probs(probs), labels)
     path = ws.submission_csv(comp.name)
-    validate_submission(df, expected_frame(comp), comp.classes, str(path), comp.submission.wants_probabilities)
+    fmt = comp.submission
+    validate_submission(df, expected_frame(comp), comp.classes, str(path), fmt.kind, fmt.k)
     write_atomic(path, lambda p: df.to_csv(p, index=False, lineterminator="\n"))
     return path, {"method": fitted.method, "models": list(fitted.models), "sources": sources, "rows": len(df)}
 
 
-def score_submission(submission: Path, solution: Path) -> dict:
-    """Accuracy of a submission against a solution key (both id,label; matched by id)."""
+def score_submission(submission: Path, solution: Path, scored_by: str = "accuracy") -> dict:
+    """A submission against a solution key (id,label; matched by id): accuracy of label submissions, ROC-AUC of a
+    positive-class probability, MAP@k of top-k labels (k from the rows); {metric, score, rows[, correct]}."""
     sub, sol = read_csv(submission), read_csv(solution)
     for name, df in ((submission, sub), (solution, sol)):
         if len(df.columns) < 2:
@@ -132,5 +86,36 @@ def score_submission(submission: Path, solution: Path) -> dict:
             f"{len(sub)} rows vs {len(sol)} expected."
         )
     merged = sol.merge(sub, on=id_col, suffixes=("_true", "_pred"))
-    correct = merged[f"{label_col}_true"] == merged[f"{label_col}_pred"]
-    return {"accuracy": float(correct.mean()), "rows": int(len(merged)), "correct": int(correct.sum())}
+    truth, predicted = merged[f"{label_col}_true"].astype(str), merged[f"{label_col}_pred"].astype(str)
+    if predicted.str.split().str.len().max() > 1:  # top-k labels: MAP@k
+        ranks = [row.split().index(t) + 1 if t in row.split() else 0 for row, t in zip(predicted, truth)]
+        k = int(predicted.str.split().str.len().max())
+        return {
+            "metric": f"map_at_{k}",
+            "score": float(np.mean([1 / r if r else 0 for r in ranks])),
+            "rows": len(ranks),
+        }
+    if scored_by == "roc_auc" or (len(set(truth)) == 2 and all(fraction_or_bit(v) for v in predicted)):
+        from sklearn.metrics import roc_auc_score
+
+        positive = sorted(set(truth))[1]
+        score = roc_auc_score(truth == positive, predicted.astype(float))
+        return {"metric": "roc_auc", "score": float(score), "rows": len(truth)}
+    correct = truth == predicted
+    score = float(correct.mean())
+    return {"metric": "accuracy", "score": score, "accuracy": score, "rows": len(truth), "correct": int(correct.sum())}
+
+
+def score_line(result: dict) -> str:
+    """'accuracy 0.9972 (359/360)', 'roc_auc 0.9123 (360 rows)': what `foldwise score` prints."""
+    if "correct" in result:
+        return f"{result['metric']} {result['score']:.4f} ({result['correct']}/{result['rows']})"
+    return f"{result['metric']} {result['score']:.4f} ({result['rows']} rows)"
+
+
+def fraction_or_bit(value: str) -> bool:
+    """A probability written as a number in [0, 1] that is not a plain class id (0 or 1 alone)."""
+    try:
+        return 0.0 <= float(value) <= 1.0 and value.strip() not in ("0", "1")
+    except ValueError:
+        return False

@@ -27,6 +27,8 @@ class SubmissionFormat:
     sample_path: Path | None = None  # sample_submission.csv the output is validated against
     probability_columns: tuple[str, ...] = ()  # one column per class when the sample asks for probabilities
     probability_classes: tuple[int, ...] = ()  # class index written in each probability column
+    kind: str = "label"  # label | probabilities | positive_probability (binary, e.g. AUC) | top_k (MAP@k)
+    k: int = 0  # top_k: labels per row, space-separated
 
     @property
     def wants_probabilities(self) -> bool:
@@ -77,12 +79,16 @@ class Competition:
     layout_detail: str = ""  # which variant of the layout was found, e.g. "CIFAR-100 pickles in cifar-100-python/"
     test_description: str = ""  # what the test set is, e.g. "CIFAR-10 test_batch (labeled: ...)"
     notes: tuple[str, ...] = ()  # what the reader chose or left out (an unused split, skipped annotation rows)
+    metric: str = "accuracy"  # the competition's metric (foldwise.yaml `metric:`, or --metric)
+    train_groups: tuple[str, ...] = ()  # group per training image (foldwise.yaml `group_column:`), or none
 
     def __post_init__(self):
         if not self.test_ids:
             raise FoldwiseError(f"{self.root}: the test set is empty; put the unlabeled images in its test folder.")
         if self.solution_labels and len(self.solution_labels) != len(self.test_ids):
             raise ValueError(f"{len(self.solution_labels)} solution labels for {len(self.test_ids)} test ids")
+        if self.train_groups and len(self.train_groups) != len(self.train_ids):
+            raise ValueError(f"{len(self.train_groups)} groups for {len(self.train_ids)} training images")
         if self.class_descriptions and len(self.class_descriptions) != len(self.classes):
             raise ValueError(f"{len(self.class_descriptions)} class descriptions for {len(self.classes)} classes")
 

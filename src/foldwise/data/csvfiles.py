@@ -3,12 +3,14 @@ columns, and the submission format a sample_submission.csv asks for."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
 from foldwise.data.competition import SubmissionFormat
 from foldwise.errors import FoldwiseError
+from foldwise.metrics import Metric
 
 ID_COLUMNS = ("id", "image_id", "image", "image_name", "filename", "file", "name")
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target")
@@ -75,3 +77,26 @@ def read_sample_submission(path: Path, classes: tuple[str, ...]) -> tuple[Submis
         probability_classes=tuple(index),
     )
     return fmt, df[id_col].tolist()
+
+
+def submission_kind(fmt: SubmissionFormat, classes: tuple[str, ...], metric: Metric) -> SubmissionFormat:
+    """What a one-column submission holds: top-k labels when the sample lists several per row (MAP@k), the positive
+    class's probability for a binary competition scored by ROC-AUC or whose sample holds fractions, else a label."""
+    if fmt.wants_probabilities:
+        return replace(fmt, kind="probabilities")
+    values = read_csv(fmt.sample_path)[fmt.label_column].tolist() if fmt.sample_path else []
+    tokens = max((len(str(v).split()) for v in values), default=1)
+    if tokens > 1 or (metric.family == "map_at_k" and not values):
+        return replace(fmt, kind="top_k", k=tokens if tokens > 1 else metric.k)
+    fractions = any(fraction(v) for v in values)
+    if len(classes) == 2 and (metric.family == "roc_auc" or fractions):
+        return replace(fmt, kind="positive_probability")
+    return replace(fmt, kind="label")
+
+
+def fraction(value: str) -> bool:
+    """True for a number strictly between 0 and 1 (a probability, not a class id)."""
+    try:
+        return 0.0 < float(value) < 1.0
+    except ValueError:
+        return False

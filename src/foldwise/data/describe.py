@@ -27,7 +27,11 @@ def submission_text(comp: Competition) -> str:
     if fmt.wants_probabilities:
         cols = f"{fmt.id_column},{fmt.probability_columns[0]},...,{fmt.probability_columns[-1]}"
         return f"{cols} (one probability column per class; {source})"
-    return f"{fmt.id_column},{fmt.label_column} (one label per test image; {source})"
+    what = {
+        "positive_probability": f"the probability of {comp.classes[-1]!r} per test image",
+        "top_k": f"the {fmt.k} most probable labels per test image, space-separated",
+    }.get(fmt.kind, "one label per test image")
+    return f"{fmt.id_column},{fmt.label_column} ({what}; {source})"
 
 
 def solution_text(comp: Competition) -> str:
@@ -63,6 +67,12 @@ def describe(comp: Competition) -> str:
         f"train images: {sizes_text(comp.train_images)}",
         f"test images: {sizes_text(comp.test_images)}",
         f"submission: {submission_text(comp)}",
+        f"metric: {comp.metric} (foldwise.yaml `metric:` or --metric)",
     ]
+    if comp.train_groups:
+        sizes = np.unique(np.asarray(comp.train_groups), return_counts=True)[1]
+        lines.append(
+            f"groups: {len(sizes)} (median {np.median(sizes):g} images, largest {sizes.max()}); each stays in one fold"
+        )
     lines += [f"note: {note}" for note in comp.notes]
     return "\n".join(lines)

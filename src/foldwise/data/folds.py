@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from foldwise.data.competition import Competition
@@ -71,8 +73,8 @@ def make_folds(comp: Competition, k: int = 5, seed: int = 42, groups=None) -> pd
     every row is its own group, or None, the folds are StratifiedKFold's and there is no group column.
     """
     labels = np.asarray(comp.train_labels)
+    groups = merged_groups(groups, comp.train_groups)
     if groups is not None:
-        groups = np.asarray(groups)
         if len(groups) != len(labels):
             raise FoldwiseError(f"{comp.root}: {len(groups)} group labels for {len(labels)} training images.")
         if len(np.unique(groups)) == len(labels):
@@ -87,8 +89,22 @@ def make_folds(comp: Competition, k: int = 5, seed: int = 42, groups=None) -> pd
     except FoldwiseError as e:
         if groups is None:
             raise
-        raise FoldwiseError(f"{e} Duplicate groups constrain the split: try another --seed or fewer folds.") from e
+        raise FoldwiseError(f"{e} Groups constrain the split: try another --seed or fewer folds.") from e
     return df
+
+
+def merged_groups(duplicates, named) -> np.ndarray | None:
+    """One group per row from duplicate groups and the competition's own groups (group_column): rows linked by
+    either stay in one fold (connected components, so a duplicate pair across two patients joins them)."""
+    parts = [dense_groups(g) for g in (duplicates, named) if g is not None and len(g)]
+    if len(parts) < 2:
+        return parts[0] if parts else None
+    n, first, second = len(parts[0]), parts[0], parts[1]
+    nodes = n + first.max() + 1 + second.max() + 1
+    rows = np.r_[np.arange(n), np.arange(n)]
+    links = np.r_[n + first, n + first.max() + 1 + second]
+    graph = coo_matrix((np.ones(2 * n, dtype=np.int8), (rows, links)), shape=(nodes, nodes))
+    return dense_groups(connected_components(graph, directed=False)[1][:n])
 
 
 def folds_csv_text(df: pd.DataFrame) -> str:

@@ -25,6 +25,7 @@ class TrainLabels:
     ids: list[str]
     labels: list[str]  # class name per row
     how: str  # e.g. "id column 'id' (by name), labels one-hot over 10 columns c0..c9"
+    groups: list[str] | None = None  # the group column's value per row, when foldwise.yaml names one
 
 
 def named(columns: list[str], wanted: str | None, names: tuple[str, ...]) -> tuple[str | None, str]:
@@ -55,39 +56,46 @@ def one_hot_labels(df: pd.DataFrame, id_col: str, columns: list[str], path: Path
     return [columns[i] for i in ones.argmax(axis=1)]
 
 
+def named_column(columns: list[str], options: dict[str, str], key: str, names: tuple[str, ...], path: Path):
+    """(column, how found) for foldwise.yaml's `key`, else by name; a named column that is missing is an error."""
+    column, how = named(columns, options.get(key), names)
+    if column is None and key in options:
+        raise FoldwiseError(f"{path}: has no column {options[key]!r} (foldwise.yaml {key}); its columns are {columns}.")
+    return column, how
+
+
+def find_labels(df: pd.DataFrame, rest: list[str], id_col: str, options: dict[str, str], path: Path):
+    """(class name per row, how they were found) from the columns other than the id and group."""
+    label_col, label_how = named_column(rest, options, "label_column", LABEL_COLUMNS, path)
+    if label_col is not None:
+        return [v.strip() for v in df[label_col]], f"label column {label_col!r} ({label_how})", label_col
+    if one_hot(df, rest):
+        return one_hot_labels(df, id_col, rest, path), f"labels one-hot over {len(rest)} columns ({rest[0]}..)", None
+    if len(rest) == 1:
+        return [v.strip() for v in df[rest[0]]], f"label column {rest[0]!r} (guessed: the only other column)", rest[0]
+    raise FoldwiseError(
+        f"{path}: cannot tell which of the columns {rest} holds the labels. Name it in "
+        f"{path.parent / 'foldwise.yaml'}: `label_column: <name>` (or rename it to 'label')."
+    )
+
+
 def train_labels(df: pd.DataFrame, path: Path, options: dict[str, str]) -> TrainLabels:
-    """Ids and labels of train.csv (see the module docstring)."""
+    """Ids, labels (and groups) of train.csv (see the module docstring)."""
     columns = list(df.columns)
-    id_col, id_how = named(columns, options.get("id_column"), ID_COLUMNS)
-    if id_col is None and "id_column" in options:
-        raise FoldwiseError(
-            f"{path}: has no column {options['id_column']!r} (foldwise.yaml id_column); its columns are {columns}."
-        )
+    id_col, id_how = named_column(columns, options, "id_column", ID_COLUMNS, path)
     if id_col is None:
         id_col, id_how = columns[0], "guessed: the first column"
-    rest = [c for c in columns if c != id_col]
-    label_col, label_how = named(rest, options.get("label_column"), LABEL_COLUMNS)
-    if label_col is None and "label_column" in options:
-        raise FoldwiseError(
-            f"{path}: has no column {options['label_column']!r} (foldwise.yaml label_column); its "
-            f"columns are {columns}."
-        )
-    ids = df[id_col].tolist()
-    if label_col is not None:
-        labels, how = [v.strip() for v in df[label_col]], f"label column {label_col!r} ({label_how})"
-    elif one_hot(df, rest):
-        labels, how = one_hot_labels(df, id_col, rest, path), f"labels one-hot over {len(rest)} columns ({rest[0]}..)"
-    elif len(rest) == 1:
-        labels, how = [v.strip() for v in df[rest[0]]], f"label column {rest[0]!r} (guessed: the only other column)"
-    else:
-        raise FoldwiseError(
-            f"{path}: cannot tell which of the columns {rest} holds the labels. Name it in "
-            f"{path.parent / 'foldwise.yaml'}: `label_column: <name>` (or rename it to 'label')."
-        )
-    ignored = [c for c in rest if c != label_col and not how.startswith("labels one-hot")]
-    how = f"id column {id_col!r} ({id_how}), {how}" + (
-        f"; other columns ignored: {', '.join(ignored)}" if ignored else ""
-    )
+    group_col = named_column(columns, options, "group_column", (), path)[0] if "group_column" in options else None
+    rest = [c for c in columns if c not in (id_col, group_col)]
+    labels, label_how, label_col = find_labels(df, rest, id_col, options, path)
+    how = f"id column {id_col!r} ({id_how}), {label_how}"
+    ignored = [c for c in rest if c != label_col] if label_col is not None else []
+    if ignored:
+        how += f"; other columns ignored: {', '.join(ignored)}"
+    groups = None
+    if group_col is not None:
+        groups = [v.strip() for v in df[group_col]]
+        how += f"; groups from {group_col!r} ({len(set(groups))} groups)"
     if "guessed" in how:
         log.warning("%s: %s; name them in foldwise.yaml (id_column, label_column) if that is wrong", path, how)
-    return TrainLabels(ids, labels, how)
+    return TrainLabels(df[id_col].tolist(), labels, how, groups)

@@ -56,18 +56,23 @@ def learning_curves(histories: dict[str, dict[str, pd.DataFrame]], path: Path) -
 
 
 def candidates(rows: list[dict], path: Path) -> None:
-    """OOF accuracy per candidate with its bootstrap 95% interval; ensembles orange, single models blue."""
+    """OOF score (the competition's metric) per candidate with its bootstrap 95% interval; ensembles orange, single
+    models blue."""
     rows = rows[::-1]
+    name = rows[0].get("metric", "accuracy")
+    score = np.array([r["log_loss"] if name == "log_loss" else r.get("score", r["accuracy"]) for r in rows])
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.4))
-    acc = np.array([r["accuracy"] for r in rows])
-    err = np.array([[r["accuracy"] - r["ci_low"] for r in rows], [r["ci_high"] - r["accuracy"] for r in rows]])
+    err = np.clip([score - [r["ci_low"] for r in rows], [r["ci_high"] for r in rows] - score], 0, None)
     colors = ["tab:blue" if r["method"] == "single" else "tab:orange" for r in rows]
-    ax.barh([r["candidate"] for r in rows], acc, xerr=err, color=colors, capsize=3)
-    for y, r in enumerate(rows):
-        ax.text(r["ci_high"], y, f" {r['accuracy']:.4f}" + (" *" if r["significant"] else ""), va="center", fontsize=8)
-    lo = min(r["ci_low"] for r in rows)
-    ax.set_xlim(max(0.0, lo - (1 - lo) * 0.5), 1.0 + (1 - lo) * 0.15)
-    ax.set_xlabel("nested-CV OOF accuracy, 95% bootstrap CI (* = McNemar-significant vs best single)")
+    ax.barh([r["candidate"] for r in rows], score, xerr=err, color=colors, capsize=3)
+    for y, (r, value) in enumerate(zip(rows, score)):
+        ax.text(r["ci_high"], y, f" {value:.4f}" + (" *" if r["significant"] else ""), va="center", fontsize=8)
+    lo, hi = min(r["ci_low"] for r in rows), max(r["ci_high"] for r in rows)
+    if name == "log_loss":
+        ax.set_xlim(0, hi * 1.2)
+    else:
+        ax.set_xlim(max(0.0, lo - (1 - lo) * 0.5), 1.0 + (1 - lo) * 0.15)
+    ax.set_xlabel(f"nested-CV OOF {name}, 95% bootstrap CI (* = significant vs best single)")
     ax.set_title("Candidates on identical OOF rows (blue: single model, orange: ensemble)", fontsize=10)
     save(fig, path)
 
@@ -99,12 +104,15 @@ def per_class(
 
 
 def confusion(probs: np.ndarray, labels: np.ndarray, classes: list[str], title: str, path: Path) -> None:
-    """Confusion matrix with class names on both axes (counts shown up to 20 classes)."""
+    """Confusion matrix normalized by true class (each row sums to 1: recall on the diagonal), class names on both
+    axes, values shown up to 20 classes."""
     size = min(4 + 0.45 * len(classes), 24)
     fig, ax = plt.subplots(figsize=(size, size))
     ConfusionMatrixDisplay.from_predictions(
         labels,
         probs.argmax(1),
+        normalize="true",
+        values_format=".2f",
         labels=np.arange(len(classes)),
         display_labels=classes,
         ax=ax,

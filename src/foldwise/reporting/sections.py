@@ -14,6 +14,7 @@ from foldwise.blending.ensemble import FittedBlend
 from foldwise.blending.submit import fold_average_logits, load_test_logits
 from foldwise.data import datasummary, fingerprints
 from foldwise.data.competition import Competition
+from foldwise.data.describe import submission_text
 from foldwise.reporting.render import Section
 from foldwise.workspace import Workspace
 
@@ -72,12 +73,8 @@ def data_section(ws: Workspace, comp: Competition) -> Section:
         f"({counts.min()}-{counts.max()} per class), {len(comp.test_ids)} unlabeled test images.",
         f"Training image sizes (sample of {sizes['sampled']}): {sizes['sizes']}; modes: {sizes['modes']}.",
         duplicates_text(ws, comp),
-        "Submission format: "
-        + (
-            "one probability column per class (calibrated probabilities are written)."
-            if comp.submission.wants_probabilities
-            else "one label per test image."
-        ),
+        f"Submission format: {submission_text(comp)}.",
+        f"Metric: {comp.metric}.",
     ]
     header = ["class", "train images"]
     return Section("Data", text, (header, [[c, int(n)] for c, n in zip(comp.classes, counts)]), ["class_counts.png"])

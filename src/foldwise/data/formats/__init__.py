@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from foldwise.data.competition import Competition
+from foldwise.data.csvfiles import submission_kind
 from foldwise.data.formats import cifar, csv_layout, folder, idx, tiny_imagenet
+from foldwise.data.options import competition_options
 from foldwise.errors import FoldwiseError
+from foldwise.metrics import metric
 
 LAYOUTS = {  # name -> reader; `--layout NAME` forces one
     "csv": csv_layout.read,
@@ -40,12 +44,32 @@ def detect_layout(root: Path) -> str:
     )
 
 
-def load_competition(root: str | Path, layout: str | None = None) -> Competition:
-    """Detect the layout under `root` (or use the named one) and read it."""
+def load_competition(
+    root: str | Path, layout: str | None = None, metric_override: str | None = None, group_column: str | None = None
+) -> Competition:
+    """Detect the layout under `root` (or use the named one) and read it with foldwise.yaml's options; `metric_override`
+    and `group_column` (the command line's --metric, --group-column) take precedence over the file's."""
     root = Path(root)
     if not root.is_dir():
         raise FoldwiseError(f"{root}: no such competition directory. Put the competition's files in input/<name>/.")
     name = layout or detect_layout(root)
     if name not in LAYOUTS:
         raise FoldwiseError(f"unknown layout {name!r}; choose one of {', '.join(LAYOUTS)}.")
-    return LAYOUTS[name](root)
+    options = competition_options(root)
+    if group_column:
+        options["group_column"] = group_column
+    comp = LAYOUTS[name](root, options)
+    if "group_column" in options and comp.layout != "csv":
+        raise FoldwiseError(
+            f"{root / 'foldwise.yaml'}: group_column names a column of train.csv, which the "
+            f"{comp.layout} layout does not have; remove the line."
+        )
+    return with_metric(comp, metric_override or options.get("metric", "accuracy"))
+
+
+def with_metric(comp: Competition, name: str) -> Competition:
+    """The competition scored by metric `name`, its submission's kind chosen for that metric and its sample."""
+    chosen = metric(name)
+    if chosen.family == "roc_auc" and len(comp.classes) != 2 and comp.submission.kind == "positive_probability":
+        raise FoldwiseError("roc_auc with a single-probability submission needs exactly two classes.")
+    return replace(comp, metric=chosen.name, submission=submission_kind(comp.submission, comp.classes, chosen))

@@ -182,7 +182,7 @@ def cifar100_files(root: Path, data_dir: Path, label_set: str) -> CifarFiles:
     return CifarFiles(classes, f"{label_set}_labels".encode(), (data_dir / "train",), data_dir / "test", detail)
 
 
-def read(root: Path) -> Competition:
+def read(root: Path, options: dict[str, str] | None = None) -> Competition:
     """Read CIFAR-10 or CIFAR-100; the official test split is the test set, its labels the solution key."""
     found = find_dir(root)
     if found is None:
@@ -191,7 +191,7 @@ def read(root: Path) -> Competition:
             f"or in {' / '.join(SUBDIRS[1:])}/."
         )
     data_dir, variant = found
-    label_set = competition_options(root).get("cifar_labels", "fine")
+    label_set = (competition_options(root) if options is None else options).get("cifar_labels", "fine")
     files = (cifar10_files if variant == 10 else cifar100_files)(root, data_dir, label_set)
     classes = files.classes
     train_labels, train_side = read_split(files.train, files.label_key, len(classes))

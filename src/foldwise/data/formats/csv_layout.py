@@ -27,10 +27,11 @@ def matches(root: Path) -> bool:
     return (root / "train.csv").is_file()
 
 
-def read(root: Path) -> Competition:
+def read(root: Path, options: dict[str, str] | None = None) -> Competition:
     """Read train.csv and its images, and the test ids from sample_submission.csv (or test/ when absent)."""
     train_csv = root / "train.csv"
-    found = train_labels(read_csv(train_csv), train_csv, competition_options(root))
+    options = competition_options(root) if options is None else options
+    found = train_labels(read_csv(train_csv), train_csv, options)
     ids, names = found.ids, found.labels
     if not ids:
         raise FoldwiseError(f"{train_csv}: has no rows.")
@@ -62,4 +63,5 @@ def read(root: Path) -> Competition:
         submission=fmt,
         solution_path=shipped_solution(root),
         notes=(f"{train_csv.name}: {found.how}",),
+        train_groups=tuple(found.groups or ()),
     )

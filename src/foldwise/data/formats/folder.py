@@ -74,7 +74,7 @@ def labeled_split(directory: Path, root: Path) -> TestSplit:
     return TestSplit(source, ids, tuple(p for _, _, p in pairs), tuple(c for _, c, _ in pairs))
 
 
-def read(root: Path) -> Competition:
+def read(root: Path, options: dict[str, str] | None = None) -> Competition:
     """Read the class folders for training and pick the test set (see the module docstring)."""
     train = train_dir(root)
     if train is None:

@@ -139,7 +139,7 @@ def array_images(path: Path, count: int) -> ArrayImages:
     return ArrayImages((path,), count, load, read_header(path)[1][1:3])
 
 
-def read(root: Path) -> Competition:
+def read(root: Path, options: dict[str, str] | None = None) -> Competition:
     """Read MNIST-style IDX files: train-* is the labeled set, t10k-* the test set (labels -> solution key)."""
     files = {kind: find_split_file(root, kind) for kind in SPLIT_FILES}
     for kind in ("train-images", "train-labels", "t10k-images"):

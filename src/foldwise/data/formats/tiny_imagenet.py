@@ -104,7 +104,7 @@ def val_split(data: Path, wnids: set[str]) -> tuple[TestSplit | None, list[str]]
     return TestSplit(source, tuple(ids), tuple(paths), tuple(labels)), notes
 
 
-def read(root: Path) -> Competition:
+def read(root: Path, options: dict[str, str] | None = None) -> Competition:
     """Read the official Tiny ImageNet layout (or a subset with fewer wnids)."""
     data = find_dir(root)
     if data is None:
