@@ -36,7 +36,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from foldwise.blending.submit import score_submission, submission_frame
+from foldwise.blending.formats import submission_frame
+from foldwise.blending.submit import score_submission
 from foldwise.config import Recipe, load_recipe
 from foldwise.data.cache import cached_images
 from foldwise.data.competition import Competition
