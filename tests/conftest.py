@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,13 @@ from foldwise.config import recipe_from_dict
 from foldwise.data.demo import write_competition
 
 CLASSES = [str(c) for c in range(10)]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def probe_cache(tmp_path_factory):
+    """Speed probes (training/probe.py) are cached in a folder of the test session, not the user's home."""
+    os.environ["FOLDWISE_CACHE"] = str(tmp_path_factory.mktemp("foldwise-cache"))
+    yield
 
 
 def digit_arrays(per_class: int, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:

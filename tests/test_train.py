@@ -135,7 +135,7 @@ def test_ema_changes_the_saved_weights(ready):
 
 def test_early_stopping_sets_the_full_retrains_epochs(ready):
     """Folds stop when valid loss stalls; the full retrain trains for the median stopping epoch, recorded."""
-    from foldwise.training.train import should_stop
+    from foldwise.training.fit import should_stop
 
     assert not should_stop([{"valid_loss": v} for v in (3, 2, 1)], 2)
     assert should_stop([{"valid_loss": v} for v in (3, 1, 2, 1.5)], 2)

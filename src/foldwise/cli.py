@@ -6,9 +6,11 @@ import argparse
 import logging
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from foldwise.errors import FoldwiseError
+from foldwise.metrics import NAMES
 from foldwise.workspace import Workspace
 
 log = logging.getLogger("foldwise")
@@ -44,7 +46,7 @@ def cmd_folds(args, ws: Workspace) -> None:
     from foldwise.data.formats import load_competition
     from foldwise.pipeline import folds_step
 
-    comp = load_competition(args.comp, args.layout)
+    comp = load_competition(args.comp, args.layout, group_column=args.group_column)
     for line in folds_step(comp, ws, args.k, args.seed, args.dup_threshold, not args.no_dedup, args.force):
         print(line)
 
@@ -55,9 +57,14 @@ def cmd_train(args, ws: Workspace) -> None:
     from foldwise.pipeline import train_step
     from foldwise.training.runs import fold_numbers
 
-    comp = load_competition(args.comp, args.layout)
+    comp = load_competition(args.comp, args.layout, args.metric)
     folds = [None] if args.full else fold_numbers(ws, comp, args.fold)
-    for run_dir in train_step(comp, ws, load_recipes(args.config, args.set), folds, args.force):
+    epochs = dict(item.split("=", 1) for item in args.epochs)  # a time budget's plan, per recipe
+    recipes = [
+        replace(r, optim=replace(r.optim, epochs=int(epochs[r.name]))) if r.name in epochs else r
+        for r in load_recipes(args.config, args.set)
+    ]
+    for run_dir in train_step(comp, ws, recipes, folds, args.force):
         print(f"done: {run_dir}")
 
 
@@ -66,9 +73,9 @@ def cmd_blend(args, ws: Workspace) -> None:
     from foldwise.data.formats import load_competition
     from foldwise.pipeline import blend_step
 
-    comp = load_competition(args.comp, args.layout)
+    comp = load_competition(args.comp, args.layout, args.metric)
     names = [load_recipe(e).name if e.endswith((".yaml", ".yml")) else e for e in args.experiments]
-    for line in blend_step(comp, ws, names, args.metric, args.seed):
+    for line in blend_step(comp, ws, names, args.seed):
         print(line)
 
 
@@ -87,18 +94,34 @@ def cmd_submit(args, ws: Workspace) -> None:
         print(line)
 
 
+def cmd_plan(args, ws: Workspace) -> None:
+    import time
+
+    from foldwise.config import load_recipes
+    from foldwise.data.formats import load_competition
+    from foldwise.loop import planned
+    from foldwise.training.runs import default_recipes, fold_numbers
+
+    comp = load_competition(args.comp, args.layout)
+    recipes = load_recipes(args.config or default_recipes(comp), args.set)
+    exists = ws.folds_csv(comp.name).exists()
+    folds = fold_numbers(ws, comp, args.folds) if exists else list(range(args.k)) if args.folds == "all" else [0]
+    planned(
+        comp, recipes, folds, len(fold_numbers(ws, comp, "all")) if exists else args.k, args.time or "", time.time()
+    )
+
+
 def cmd_run(args, ws: Workspace) -> None:
-    from foldwise.pipeline import options_from_environment, run_pipeline
+    from foldwise.loop import options_from_environment, run_pipeline
 
     out = Workspace(args.out) if args.out else Workspace(Path(os.environ["ROOT"])) if os.environ.get("ROOT") else ws
     run_pipeline(args.comp, out, options_from_environment(args), args.layout)
 
 
 def cmd_score(args, ws: Workspace) -> None:
-    from foldwise.blending.submit import score_submission
+    from foldwise.blending.submit import score_line, score_submission
 
-    result = score_submission(Path(args.submission), Path(args.solution))
-    print(f"accuracy {result['accuracy']:.4f} ({result['correct']}/{result['rows']})")
+    print(score_line(score_submission(Path(args.submission), Path(args.solution), args.metric or "accuracy")))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_training_commands(sub)
     add_blending_commands(sub)
     add_run_command(sub)
+    add_plan_command(sub)
     return parser
 
 
@@ -128,7 +152,7 @@ def with_comp(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def add_data_commands(sub) -> None:
     """demo, describe, recipes, folds."""
     p = sub.add_parser("demo", help="write a demo competition from data that ships offline")
-    p.add_argument("name", choices=["digits", "fashion-mnist"])
+    p.add_argument("name", choices=["digits", "fashion-mnist", "binary", "ordinal", "grouped"])
     p.add_argument("out", nargs="?", help="output directory (default: input/<name>)")
     p.add_argument("--source", type=Path, help="fashion-mnist: directory with the IDX files")
     p.set_defaults(func=cmd_demo)
@@ -144,6 +168,7 @@ def add_data_commands(sub) -> None:
     p.add_argument("--seed", type=int, default=42, help="split seed, recorded in folds/<comp>.json")
     p.add_argument("--force", action="store_true", help="replace existing folds that differ")
     p.add_argument("--no-dedup", action="store_true", help="skip the duplicate search (plain StratifiedKFold)")
+    p.add_argument("--group-column", help="train.csv column whose groups stay in one fold (default: foldwise.yaml's)")
     p.add_argument(
         "--dup-threshold",
         type=int,
@@ -163,6 +188,8 @@ def add_training_commands(sub) -> None:
     group.add_argument("--full", action="store_true", help="train on all labeled data (for the submission)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a recipe key")
     p.add_argument("--force", action="store_true", help="retrain even when finished artifacts exist")
+    p.add_argument("--metric", help="the metric of the learning curve and early stopping (default: foldwise.yaml's)")
+    p.add_argument("--epochs", action="append", default=[], metavar="RECIPE=N", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_train)
 
 
@@ -170,7 +197,7 @@ def add_blending_commands(sub) -> None:
     """blend, report, submit, score."""
     p = with_comp(sub.add_parser("blend", help="compare ensembles on OOF logits -> output/<comp>/blend/"))
     p.add_argument("experiments", nargs="+", help="experiment names under output/<comp>/, or their recipe files")
-    p.add_argument("--metric", default="accuracy", choices=["accuracy", "log_loss"], help="what the blend optimizes")
+    p.add_argument("--metric", help=f"the competition's metric ({NAMES}; default: foldwise.yaml's, else accuracy)")
     p.add_argument("--seed", type=int, default=0, help="seed of the nested-CV splits and bootstrap")
     p.set_defaults(func=cmd_blend)
 
@@ -183,6 +210,7 @@ def add_blending_commands(sub) -> None:
     p = sub.add_parser("score", help="accuracy of a submission against a solution key")
     p.add_argument("submission")
     p.add_argument("solution")
+    p.add_argument("--metric", help="roc_auc scores a probability column (default: accuracy, or MAP@k of top-k rows)")
     p.set_defaults(func=cmd_score)
 
 
@@ -201,6 +229,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"foldwise {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def add_plan_command(sub) -> None:
+    """plan: what `foldwise run` would do within a time budget, and how long it would take; trains nothing."""
+    p = with_comp(sub.add_parser("plan", help="print the plan (and its time) of `foldwise run` for a time budget"))
+    p.add_argument("-c", "--config", action="append", help="recipe file, folder or packaged name (default: chosen)")
+    p.add_argument("--time", help="the budget, e.g. 45m; without it, the full plan's estimate")
+    p.add_argument("--folds", default="all", help="folds the run would train (default all)")
+    p.add_argument("--k", type=int, default=5, help="folds in all when the folds file does not exist yet")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a recipe key")
+    p.set_defaults(func=cmd_plan)
 
 
 def add_run_command(sub) -> None:
@@ -222,8 +261,10 @@ def add_run_command(sub) -> None:
     p.add_argument("--force", action="store_true", help="retrain finished runs  [FORCE=1]")
     p.add_argument("--dup-threshold", type=int, metavar="BITS", help="near-duplicate pHash distance  [DUP_THRESHOLD]")
     p.add_argument("--no-dedup", action="store_true", help="plain stratified folds  [NO_DEDUP=1]")
+    p.add_argument("--group-column", help="train.csv column whose groups stay in one fold  [GROUP_COLUMN]")
     p.add_argument("--gpus", help="one fold per GPU in parallel, e.g. 0,1 (default: all when several)  [GPUS]")
-    p.add_argument("--metric", choices=["accuracy", "log_loss"], help="what the blend is chosen by  [METRIC]")
+    p.add_argument("--metric", help=f"the competition's metric ({NAMES}; default: foldwise.yaml's)  [METRIC]")
     p.add_argument("--out", type=Path, help="where folds/ and output/ go (default: --root)  [ROOT]")
     p.add_argument("--submission", type=Path, help="also write submission.csv here (e.g. /kaggle/working/)")
+    p.add_argument("--time", help="the time budget, e.g. 45m or 1h30m: plan everything to end within it  [TIME]")
     p.set_defaults(func=cmd_run)

@@ -36,17 +36,22 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def fold_command(comp_dir: Path, ws: Workspace, options, fold: int, layout: str | None) -> list[str]:
-    """The `foldwise train` command of one fold, with the run's recipes and overrides."""
+def fold_command(comp_dir: Path, ws: Workspace, options, fold: int, layout: str | None, epochs: dict) -> list[str]:
+    """The `foldwise train` command of one fold, with the run's recipes, overrides and the plan's epochs."""
     command = [sys.executable, "-m", "foldwise", "--root", str(ws.root), "train", str(comp_dir), "--fold", str(fold)]
     for recipe in options.recipes:
         command += ["-c", recipe]
     for item in options.overrides:
         command += ["--set", item]
+    command += ["--metric", options.metric] if options.metric else []
+    for name, count in (epochs or {}).items():
+        command += ["--epochs", f"{name}={count}"]
     return command + (["--force"] if options.force else []) + (["--layout", layout] if layout else [])
 
 
-def train_on_gpus(comp_dir: Path, ws: Workspace, options, folds: list[int], gpus: list[str], layout=None) -> None:
+def train_on_gpus(
+    comp_dir: Path, ws: Workspace, options, folds: list[int], gpus: list[str], layout=None, epochs: dict | None = None
+) -> None:
     """Train `folds` one process per GPU (logs in output/<comp>/logs/fold<k>.log); an error names the failed folds."""
     from foldwise.data.formats import load_competition
     from foldwise.training.runs import default_recipes
@@ -65,7 +70,7 @@ def train_on_gpus(comp_dir: Path, ws: Workspace, options, folds: list[int], gpus
                 env = dict(os.environ, CUDA_VISIBLE_DEVICES=gpu, **require)
                 with open(logs / f"fold{fold}.log", "w") as log_file:
                     process = subprocess.Popen(
-                        fold_command(comp_dir, ws, options, fold, layout),
+                        fold_command(comp_dir, ws, options, fold, layout, epochs),
                         env=env,
                         stdout=log_file,
                         stderr=subprocess.STDOUT,

@@ -15,12 +15,14 @@ import pandas as pd
 from foldwise.blending.blend import OOF, check_inputs_unchanged, load_oof
 from foldwise.blending.calibration import softmax
 from foldwise.blending.ensemble import FittedBlend
+from foldwise.blending.postprocess import decision_of
 from foldwise.data.competition import Competition
 from foldwise.errors import FoldwiseError
 from foldwise.fileio import sha256_file, write_text_atomic
 from foldwise.reporting import gallery, plots
 from foldwise.reporting.candidates import candidates_section, decision_section
 from foldwise.reporting.render import Section, render_html, render_markdown
+from foldwise.reporting.runplan import budget_section, folds_section
 from foldwise.reporting.sections import config_section, data_section, test_source_section
 from foldwise.workspace import Workspace
 
@@ -101,14 +103,11 @@ def build_sections(ws: Workspace, comp: Competition) -> list[Section]:
     return [
         decision_section(evidence.choice, evidence.fitted, evidence.blend_sha256),
         data_section(ws, comp),
+        folds_section(ws, comp),
+        *[s for s in [budget_section(ws, comp)] if s is not None],
         candidates_section(evidence.choice),
         Section("Learning curves", ["Per fold, per epoch (history.csv)."], None, ["learning_curves.png"]),
-        Section(
-            "Per-class accuracy and confusion",
-            [f"Chosen blend vs {evidence.best_single}, OOF."],
-            None,
-            ["per_class.png", "confusion.png"],
-        ),
+        per_class_section(evidence),
         Section(
             "Calibration",
             ["Reliability per model, raw softmax vs temperature-scaled (nested CV)."],
@@ -119,6 +118,28 @@ def build_sections(ws: Workspace, comp: Competition) -> list[Section]:
         test_source_section(ws, comp, evidence.fitted),
         config_section(ws, comp, [o.name for o in evidence.oofs]),
     ]
+
+
+def per_class_section(evidence: BlendEvidence) -> Section:
+    """Precision, recall and F1 per class of the chosen blend's OOF predictions, its per-class accuracy against the
+    best single model's, and the confusion matrix normalized by true class."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    classes, labels = evidence.choice["classes"], evidence.labels
+    predicted = decision_of(evidence.choice).labels(evidence.probs[evidence.chosen])
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predicted, labels=list(range(len(classes))), zero_division=0
+    )
+    body = [
+        [c, int(n), f"{p:.3f}", f"{r:.3f}", f"{f:.3f}"]
+        for c, n, p, r, f in zip(classes, support, precision, recall, f1)
+    ]
+    text = [
+        f"Chosen blend ({evidence.chosen}, with its post-processing) vs {evidence.best_single}, OOF; the table is "
+        "the chosen blend's, the confusion matrix is normalized by true class."
+    ]
+    table = (["class", "OOF images", "precision", "recall", "F1"], body[:100])
+    return Section("Per-class accuracy and confusion", text, table, ["per_class.png", "confusion.png"])
 
 
 def gallery_sections(ws: Workspace, comp: Competition, evidence: BlendEvidence) -> list[Section]:

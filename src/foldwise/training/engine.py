@@ -50,6 +50,24 @@ def wrapped(model, recipe: Recipe, dist: Dist, device: torch.device):
     return model
 
 
+IMBALANCED = 0.1  # data.sampler auto balances when the smallest class has under this share of the largest's rows
+
+
+def chosen_sampler(setting: str, data: TrainingSet) -> str:
+    """'balanced' or 'none': the setting, or for 'auto' whether the training rows' classes are imbalanced."""
+    if setting != "auto":
+        return setting
+    counts = torch.bincount(data.labels[data.rows], minlength=data.num_classes)
+    counts = counts[counts > 0]
+    return "balanced" if len(counts) > 1 and counts.min() < IMBALANCED * counts.max() else "none"
+
+
+def balanced_weights(data: TrainingSet) -> torch.Tensor:
+    """Cross-entropy class weights n / (C * class size) over the training rows (scikit-learn's "balanced")."""
+    counts = torch.bincount(data.labels[data.rows], minlength=data.num_classes).double()
+    return (len(data.rows) / (data.num_classes * counts.clamp(min=1))).float()
+
+
 class Trainer:
     """Everything one run needs to train, given at construction: `train_epoch()`, `predict(inputs, rows)`, and
     `state_dict()` / `load_state_dict()` for checkpoints."""
@@ -64,26 +82,31 @@ class Trainer:
             )
         self.module = model  # the bare model: evaluated, averaged by EMA and saved
         steps_per_epoch = max(1, len(data.rows) // recipe.data.batch_size)
+        self.steps_per_epoch = steps_per_epoch
         self.optimizer, self.scheduler = create_optimizer_and_scheduler(model, recipe.optim, steps_per_epoch, epochs)
         self.model = wrapped(model, recipe, self.dist, self.device)
         optim, batch = recipe.optim, recipe.data
         self.ema = ModelEmaV3(model, decay=optim.ema_decay, use_warmup=optim.ema_warmup) if optim.ema_decay else None
+        self.class_weights = balanced_weights(data) if optim.class_weights == "balanced" else None
+        self.sampler = chosen_sampler(batch.sampler, data)
         mixing = dict(mixup_alpha=batch.mixup, cutmix_alpha=batch.cutmix, label_smoothing=optim.label_smoothing)
         self.mixup = Mixup(**mixing, num_classes=data.num_classes) if batch.mixup or batch.cutmix else None
         self.step, self.recalibrated_at = 0, -1
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Cross-entropy against hard labels, or against mixup's soft targets."""
+        weights = None if self.class_weights is None else self.class_weights.to(logits.device)
         if y.ndim == 2:
-            return torch.sum(-y * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
-        return F.cross_entropy(logits, y, label_smoothing=self.optim.label_smoothing)
+            per_class = -y * F.log_softmax(logits.float(), dim=-1)
+            return torch.sum(per_class if weights is None else per_class * weights, dim=-1).mean()
+        return F.cross_entropy(logits, y, weight=weights, label_smoothing=self.optim.label_smoothing)
 
     def train_epoch(self, generator: torch.Generator, desc: str = "train") -> float:
         """One pass over the training rows in a seeded random order (this rank's share under DDP); the mean loss."""
         self.model.train()
         rows = self.data.rows
         batch_size = self.batch.batch_size // self.dist.world  # the global batch is split over the ranks
-        order = shard(rows[torch.randperm(len(rows), generator=generator)], self.dist)
+        order = shard(rows[self.epoch_order(generator)], self.dist)
         # Same step count on every rank (DDP needs it); drop the ragged last batch (BatchNorm, mixup want full ones).
         steps = max(1, (len(rows) // self.dist.world) // batch_size)
         batches = self.data.inputs.train_batches(
@@ -93,6 +116,22 @@ class Trainer:
         for x, y in progress(batches, total=steps, desc=desc, leave=False, unit="batch"):
             total += self.train_step(x, y)  # stays on the device: no host sync per step
         return mean_across(total.double() / steps, self.dist)
+
+    def set_epochs(self, epochs: int) -> None:
+        """Stretch or shrink the learning-rate schedule so it ends (fully annealed) after `epochs` epochs, from
+        wherever it is now (a time budget re-planning the run, as Ultralytics' time= does)."""
+        warmup = getattr(self.scheduler, "warmup_t", 0)
+        self.scheduler.t_initial = max(epochs * self.steps_per_epoch - warmup, 1)
+
+    def epoch_order(self, generator: torch.Generator) -> torch.Tensor:
+        """Positions into the training rows for one epoch: a permutation, or with data.sampler balanced a draw with
+        replacement where every class is equally likely."""
+        rows = self.data.rows
+        if self.sampler != "balanced":
+            return torch.randperm(len(rows), generator=generator)
+        labels = self.data.labels[rows]
+        weights = (1.0 / torch.bincount(labels, minlength=self.data.num_classes).clamp(min=1).double())[labels]
+        return torch.multinomial(weights, len(rows), replacement=True, generator=generator)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Forward, loss, backward, optimizer and schedule step, EMA update; the detached loss."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ import yaml
 from foldwise.data.cache import cached_images
 from foldwise.fileio import save_npz, write_text_atomic
 from foldwise.training import features
-from foldwise.training.device import resolve_bf16, resolve_device
+from foldwise.training.device import resolve_device
 from foldwise.training.engine import predict_logits
 from foldwise.training.inputs import CachedFeatures, Inputs, ResidentImages, StreamedImages
 from foldwise.training.models import create_model
@@ -39,12 +40,20 @@ def load_trained(plan: RunPlan, device: torch.device) -> tuple[torch.nn.Module, 
     return model.eval(), mean, std
 
 
+def as_trained(plan: RunPlan) -> RunPlan:
+    """The plan with the numeric format the run trained in (config.yaml records what 'auto' resolved to)."""
+    meta = yaml.safe_load((plan.run_dir / "config.yaml").read_text())
+    run = plan.recipe.run
+    formats = {"bf16": bool(meta.get("bf16", False)), "channels_last": meta.get("channels_last", run.channels_last)}
+    return replace(plan, recipe=replace(plan.recipe, run=replace(run, **formats)))
+
+
 def test_logits(plan: RunPlan, device: torch.device) -> np.ndarray:
     """The recipe's test logits from model.pt: on the pixels with its TTA, or its classifier on fresh features."""
-    recipe = plan.recipe
+    plan = as_trained(plan)
+    recipe, bf16 = plan.recipe, plan.recipe.run.bf16
     model, mean, std = load_trained(plan, device)
     images = cached_images(plan.comp.test_images, recipe.data.image_size, plan.cache_dir, "test")
-    bf16 = resolve_bf16(recipe.run.bf16, device)
     classes = len(plan.comp.classes)
     if recipe.model.cache_features:  # as trained: the classifier on TTA-averaged backbone features
         vectors = features.extract(model, images, mean, std, recipe, device, bf16, "features test")

@@ -10,12 +10,10 @@ checkpoints) -> `finish` (OOF and test logits, artifacts, model.pt).
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import yaml
 
@@ -23,15 +21,17 @@ from foldwise.config import Recipe
 from foldwise.data.cache import cached_images
 from foldwise.data.competition import Competition
 from foldwise.fileio import save_npz, write_atomic, write_text_atomic
-from foldwise.tracking import Tracker
+from foldwise.metrics import metric
 from foldwise.training import checkpoint, features
 from foldwise.training.augment import to_model_input
-from foldwise.training.device import resolve_bf16, resolve_device, set_deterministic
-from foldwise.training.distributed import Dist, init_distributed, local_device
+from foldwise.training.device import resolve_device, set_deterministic
+from foldwise.training.distributed import init_distributed, local_device
 from foldwise.training.engine import Trainer, TrainingSet
+from foldwise.training.fit import Run, fit, score_logits, valid_labels
 from foldwise.training.inputs import CachedFeatures, Inputs, ResidentImages, StreamedImages
 from foldwise.training.models import create_model, normalization
 from foldwise.training.predict import predict_again
+from foldwise.training.probe import resolved
 from foldwise.training.runs import TEST_PIXELS, RunPlan, claim, fold_rows, full_epochs, plan_run
 from foldwise.training.stream import choose_pipeline
 from foldwise.training.weights import resolve_weights_file
@@ -50,53 +50,40 @@ def train_run(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace
     return plan.run_dir
 
 
-def carry_out(plan: RunPlan, status: str, force: bool = False) -> None:
-    """Train the run ('train'), or predict the changed test images with its model.pt ('predict')."""
+def carry_out(plan: RunPlan, status: str, force: bool = False, deadline: float | None = None) -> None:
+    """Train the run ('train'; by `deadline`, a time.time(), when a budget sets one), or predict the changed test
+    images with its model.pt ('predict')."""
     if status == "predict":
         predict_again(plan)
     else:
-        execute(plan, force)
+        execute(plan, force, deadline)
 
 
-@dataclass
-class Run:
-    """A run ready to train: its plan, where it computes, the whole model and the Trainer, and the images."""
-
-    plan: RunPlan
-    device: torch.device
-    dist: Dist
-    generator: torch.Generator  # the batch-order stream (seeded with the run's seed)
-    model: torch.nn.Module  # the whole network, as model.pt stores it
-    trainer: Trainer  # trains the model, or only its classifier on cached features
-    test: Inputs
-    valid_rows: torch.Tensor  # the fold's held-out rows (empty for the full retrain)
-    epochs: int
-    normalization: tuple[list[float], list[float]]  # mean, std the model's input was normalized with
-
-
-def execute(plan: RunPlan, force: bool = False) -> None:
-    """Prepare, train and finish one run (resuming from last.pt unless `force`)."""
+def execute(plan: RunPlan, force: bool = False, deadline: float | None = None) -> None:
+    """Prepare, train and finish one run (resuming from last.pt unless `force`), by `deadline` when given."""
     if force:
         (plan.run_dir / checkpoint.CHECKPOINT).unlink(missing_ok=True)
-    run = prepare(plan)
+    run = replace(prepare(plan), deadline=deadline)
     history, epoch_logits = fit(run)
     finish(run, history, epoch_logits)
 
 
 def prepare(plan: RunPlan) -> Run:
-    """Rows of the fold, decoded images, the seeded model and its inputs, and the Trainer."""
-    recipe, meta, comp = plan.recipe, plan.meta, plan.comp
+    """Rows of the fold, decoded images, the seeded model and its inputs, and the Trainer. The recipe's 'auto'
+    numeric format is resolved by measuring (probe.py) before anything is seeded."""
+    meta, comp = plan.meta, plan.comp
     train_rows, valid_rows = fold_rows(plan)
-    dist = init_distributed(resolve_device(recipe.run.device))
-    device = local_device(resolve_device(recipe.run.device), dist)
+    dist = init_distributed(resolve_device(plan.recipe.run.device))
+    device = local_device(resolve_device(plan.recipe.run.device), dist)
+    if plan.recipe.run.threads and device.type == "cpu":
+        torch.set_num_threads(plan.recipe.run.threads)
+    plan = replace(plan, recipe=resolved(plan.recipe, device, len(comp.classes)))  # identity (meta) keeps 'auto'
+    recipe, bf16 = plan.recipe, plan.recipe.run.bf16
     size = recipe.data.image_size
     # One process decodes a missing cache; other ranks (or parallel folds) wait on its lock, then map the file.
     images = [
         cached_images(s, size, plan.cache_dir, n) for s, n in ((comp.train_images, "train"), (comp.test_images, "test"))
     ]
-    if recipe.run.threads and device.type == "cpu":
-        torch.set_num_threads(recipe.run.threads)
-    bf16 = resolve_bf16(recipe.run.bf16, device)
     set_deterministic(recipe.run.deterministic)
     generator = checkpoint.seed_everything(meta["seed"], dist.rank)
     model = create_model(recipe.model, len(comp.classes)).to(device)
@@ -150,85 +137,6 @@ def make_inputs(plan: RunPlan, model, images: list[np.ndarray], norm, bf16: bool
     return model, recipe, train, test
 
 
-def should_stop(history: list[dict], patience: int) -> bool:
-    """Early stopping: the last `patience` epochs brought no valid loss below the best one before them."""
-    if patience <= 0 or len(history) <= patience:
-        return False
-    losses = [h["valid_loss"] for h in history]
-    return min(losses[-patience:]) >= min(losses[:-patience])
-
-
-def fit(run: Run) -> tuple[list[dict], np.ndarray | None]:
-    """Train the remaining epochs (resuming from last.pt), scoring the held-out rows after each; (history, the
-    last epoch's plain held-out logits, or None when no epoch ran)."""
-    plan, trainer = run.plan, run.trainer
-    history = checkpoint.resume(plan.run_dir, plan.meta, trainer, run.generator)
-    ranks = f" x {run.dist.world} ranks (DDP)" if run.dist.enabled else ""
-    log.info(
-        "%s: %d train / %d valid images, %s%s, %s path, bf16 %s, seed %d",
-        plan.name,
-        len(trainer.data.rows),
-        len(run.valid_rows),
-        run.device,
-        ranks,
-        plan.meta["pipeline"],
-        trainer.bf16,
-        plan.meta["seed"],
-    )
-    tracker = (
-        Tracker(plan.recipe.run.tracker, plan.name, plan.run_dir, plan.recipe.to_dict()) if run.dist.is_main else None
-    )
-    epoch_logits = None
-    for epoch in range(len(history) + 1, run.epochs + 1):
-        if plan.fold is not None and should_stop(history, plan.recipe.optim.patience):
-            break
-        row, epoch_logits = run_epoch(run, epoch)
-        history.append(row)
-        if tracker is not None:
-            log.info("%s", epoch_line(plan.name, history, run.epochs))
-            tracker.log(row, epoch)
-            write_atomic(plan.run_dir / "history.csv", lambda p: pd.DataFrame(history).to_csv(p, index=False))
-        checkpoint.save(plan.run_dir, plan.meta, trainer, run.generator, history)  # every rank: RNG streams
-    if tracker is not None:
-        tracker.close()
-    return history, epoch_logits
-
-
-def run_epoch(run: Run, epoch: int) -> tuple[dict, np.ndarray | None]:
-    """Train one epoch, then score the held-out rows on plain images (the OOF logits get the recipe's TTA later);
-    the history row and those logits."""
-    trainer, start = run.trainer, time.perf_counter()
-    row = {"epoch": epoch, "lr": trainer.optimizer.param_groups[0]["lr"]}
-    row["train_loss"] = trainer.train_epoch(run.generator, desc=f"{run.plan.name} epoch {epoch}/{run.epochs}")
-    trained = time.perf_counter() - start
-    logits = None
-    if len(run.valid_rows):
-        logits = trainer.predict(trainer.data.inputs, run.valid_rows, desc="valid", tta=False)
-        row.update(score_logits(logits, valid_labels(run)))
-    row["img_per_s"] = round(len(trainer.data.rows) / max(trained, 1e-9), 1)  # training images per second
-    row["seconds"] = round(time.perf_counter() - start, 2)  # training and scoring
-    return row, logits
-
-
-def epoch_line(name: str, history: list[dict], epochs: int) -> str:
-    """'speed fold 0 epoch 3/16: train_loss 0.51, valid_loss 0.41, valid_acc 0.912, lr 0.081, 912 img/s,
-    48 s/epoch, ETA 18:42 (10.4 min left)': one readable log line per finished epoch."""
-    row = history[-1]
-    scores = ", ".join(f"{k} {row[k]:.4g}" for k in ("train_loss", "valid_loss", "valid_acc", "lr") if k in row)
-    per_epoch = float(np.mean([h["seconds"] for h in history[-3:]]))
-    left = per_epoch * (epochs - row["epoch"])
-    eta = time.strftime("%H:%M", time.localtime(time.time() + left))
-    return (
-        f"{name} epoch {row['epoch']}/{epochs}: {scores}, {row['img_per_s']:.0f} img/s, {per_epoch:.0f} s/epoch, "
-        f"ETA {eta} ({left / 60:.1f} min left)"
-    )
-
-
-def valid_labels(run: Run) -> np.ndarray:
-    """Labels of the held-out rows."""
-    return run.trainer.data.labels[run.valid_rows].numpy()
-
-
 def finish(run: Run, history: list[dict], epoch_logits: np.ndarray | None) -> None:
     """OOF logits (with the recipe's TTA) and test logits from the final weights; rank 0 writes every artifact."""
     plan, trainer, meta = run.plan, run.trainer, run.plan.meta
@@ -237,12 +145,19 @@ def finish(run: Run, history: list[dict], epoch_logits: np.ndarray | None) -> No
         oof_logits = epoch_logits
         if trainer.uses_tta or epoch_logits is None:
             oof_logits = trainer.predict(trainer.data.inputs, run.valid_rows, desc="valid")
-        meta["oof_score"] = score_logits(oof_logits, valid_labels(run))  # with TTA; history.csv is without
+        meta["oof_score"] = score_logits(oof_logits, valid_labels(run), metric(plan.comp.metric))  # with TTA
     test_logits = trainer.predict(run.test, desc="test")
     run.dist.barrier()
     if run.dist.is_main:  # rank 0 alone writes the artifacts
-        meta.update(epochs=len(history), device=str(run.device), world_size=run.dist.world, bf16=trainer.bf16)
+        meta.update(
+            epochs=len(history),
+            device=str(run.device),
+            world_size=run.dist.world,
+            bf16=trainer.bf16,
+            channels_last=plan.recipe.run.channels_last,
+        )
         meta.update(train_rows=len(trainer.data.rows), valid_rows=len(run.valid_rows), final=history[-1])
+        meta.update(sampler=trainer.sampler)
         write_artifacts(run, oof_logits, test_logits)
         log.info("%s: wrote %s", plan.name, plan.run_dir)
 
@@ -266,13 +181,3 @@ def write_artifacts(run: Run, oof_logits: np.ndarray | None, test_logits: np.nda
     final = dict({k: v for k, v in plan.meta.items() if k != TEST_PIXELS}, state_dict=weights, mean=mean, std=std)
     write_atomic(plan.run_dir / "model.pt", lambda p: torch.save(final, p))
     (plan.run_dir / checkpoint.CHECKPOINT).unlink(missing_ok=True)  # model.pt holds the final weights
-
-
-def score_logits(logits: np.ndarray, labels: np.ndarray) -> dict:
-    """Validation loss and accuracy of logits against integer labels."""
-    t = torch.from_numpy(logits)
-    y = torch.from_numpy(labels)
-    return {
-        "valid_loss": float(torch.nn.functional.cross_entropy(t, y)),
-        "valid_acc": float((t.argmax(1) == y).float().mean()),
-    }

@@ -1,0 +1,243 @@
+"""The best submission within a time budget: measure each recipe here (training/probe.py), plan the whole pipeline
+(folds, training, blend, full retrain, submission, report) to end within the budget, and print the plan first.
+
+    foldwise plan input/<comp> -c speed -c cpu-cnn --time 45m     # prints the plan only
+    TIME=45m bash submit.sh input/<comp>                          # plans, then runs to the plan
+
+The plan degrades in a fixed order until it fits 90% of the budget (the rest absorbs estimation error):
+all folds + full retrain -> all folds, the fold models' average standing in for the full retrain -> fold 0 + full
+retrain -> fold 0 alone -> fewer epochs (down to half the recipe's) -> fewer recipes (the last named goes first; the
+defaults name the strongest first) -> one recipe with as many epochs as fit. While it runs, every run re-plans its
+remaining epochs from its measured epoch times (train.fit) so it ends by its deadline with its learning rate
+annealed, and a stage that no longer fits is skipped with the submission still written.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass, field, replace
+
+from foldwise.errors import FoldwiseError
+
+SAFETY = 0.9  # the plan fills this share of the budget
+STARTUP_SECONDS = 10.0  # imports, reading the competition
+DECODE_IPS = 2000.0  # images decoded per second (2 worker processes, small JPEGs; the duplicate search decodes again)
+BLEND_SECONDS = 20.0  # nested-CV blend + report + submission, each time they run (measured: 8-20 s on the demos)
+MIN_EPOCH_SHARE = 0.5  # epochs are cut to no less than this share of the recipe's before recipes are dropped
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of '45m', '1h30m', '90s', '2h' or a plain number of minutes."""
+    text = str(text).strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text) * 60
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([hms])", text)
+    if not parts or "".join(f"{n}{u}" for n, u in parts) != re.sub(r"\s", "", text):
+        raise FoldwiseError(f"time budget {text!r}: write it like 45m, 1h30m, 90s or a number of minutes.")
+    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+
+@dataclass(frozen=True)
+class RecipeCost:
+    """What one recipe costs here, from its measured speed and the data's size."""
+
+    name: str
+    epochs: int  # the recipe's own
+    ips: float  # measured training images per second here
+    epoch_seconds: float  # one epoch of one fold: training + scoring the held-out rows
+    fold_extra: float  # per fold: OOF and test prediction with TTA, writing artifacts
+    full_epoch_seconds: float  # one epoch of the full retrain
+    once: float  # features extracted once, or 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What will run: recipes with their epochs, folds, whether the full retrain runs, and the estimates."""
+
+    recipes: list[str]
+    epochs: dict[str, int]
+    folds: list[int]
+    full: bool
+    seconds: dict[str, float] = field(default_factory=dict)  # stage -> estimated seconds
+    budget: float | None = None
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> float:
+        return sum(self.seconds.values())
+
+
+def tta_views(recipe) -> int:
+    """Forward passes per image when predicting with the recipe's test-time augmentation."""
+    views = 3 if recipe.data.tta_translate else 1
+    return views * (2 if recipe.data.tta_hflip else 1)
+
+
+def recipe_cost(recipe, comp, k: int, device) -> tuple[RecipeCost, float]:
+    """A recipe's costs here from its measured speed (probe, cached per machine); and the seconds the probe took."""
+    from foldwise.training.probe import probe
+    from foldwise.training.runs import resolve_recipe
+
+    recipe = resolve_recipe(recipe, comp)
+    start = time.perf_counter()
+    speed = probe(recipe, device, len(comp.classes))
+    probed = time.perf_counter() - start
+    n, n_test, views = len(comp.train_ids), len(comp.test_ids), tta_views(recipe)
+    valid, train = n / k, n - n / k
+    if recipe.model.cache_features:  # the backbone runs once per image; the classifier trains in moments
+        once = (n + n_test) * views / speed.infer_ips
+        cost = RecipeCost(recipe.name, recipe.optim.epochs, speed.train_ips, 0.05, 1.0, 0.05, once)
+        return cost, probed
+    epoch = train / speed.train_ips + valid / speed.infer_ips
+    extra = (valid + n_test) * views / speed.infer_ips + 2.0
+    return RecipeCost(recipe.name, recipe.optim.epochs, speed.train_ips, epoch, extra, n / speed.train_ips, 0.0), probed
+
+
+def estimate(plan: Plan, costs: dict[str, RecipeCost], images: int, fixed: float) -> Plan:
+    """The plan with its per-stage estimates filled in."""
+    chosen = [costs[n] for n in plan.recipes]
+    train = sum(c.once + len(plan.folds) * (plan.epochs[c.name] * c.epoch_seconds + c.fold_extra) for c in chosen)
+    full = sum(plan.epochs[c.name] * c.full_epoch_seconds + c.fold_extra for c in chosen) if plan.full else 0.0
+    seconds = {
+        "start + probes": fixed,
+        "decode + folds": 2 * images / DECODE_IPS,
+        "train folds": train,
+        "blend + report": BLEND_SECONDS,
+        "full retrain": full,
+        "submission + report": BLEND_SECONDS,
+    }
+    return replace(plan, seconds=seconds)
+
+
+def ladder(costs: dict[str, RecipeCost], recipes: list[str], folds: list[int]):
+    """Plans from the richest down, in the order the module docstring gives."""
+    own = {n: costs[n].epochs for n in recipes}
+    shapes = [
+        (folds, True, "all folds and the full retrain"),
+        (folds, False, "the full retrain left out: the fold models' average predicts the test images"),
+    ]
+    if len(folds) > 1:
+        shapes += [
+            ([folds[0]], True, f"fold {folds[0]} alone, then the full retrain"),
+            ([folds[0]], False, f"fold {folds[0]} alone; its model predicts the test images"),
+        ]
+    for chosen, full, why in shapes:
+        yield Plan(recipes, dict(own), chosen, full, reasons=[why])
+    last_folds, last_full, why = shapes[-1]
+    for share in (0.75, MIN_EPOCH_SHARE):
+        epochs = {n: max(1, round(e * share)) for n, e in own.items()}
+        yield Plan(recipes, epochs, last_folds, last_full, reasons=[why, f"epochs cut to {share:.0%} of the recipes'"])
+    for count in range(len(recipes) - 1, 0, -1):
+        kept = recipes[:count]
+        yield Plan(
+            kept,
+            {n: own[n] for n in kept},
+            last_folds,
+            last_full,
+            reasons=[why, f"only {', '.join(kept)}: more epochs for fewer recipes"],
+        )
+
+
+def make_plan(
+    costs: dict[str, RecipeCost], recipes: list[str], folds: list[int], images: int, fixed: float, budget: float | None
+) -> Plan:
+    """The richest plan of the ladder that fits SAFETY x budget (the full plan when there is no budget); failing
+    all, the first recipe alone with as many epochs as fit (at least one)."""
+    first = estimate(next(ladder(costs, recipes, folds)), costs, images, fixed)
+    if budget is None:
+        return replace(first, reasons=["no time budget: the full plan"])
+    for plan in ladder(costs, recipes, folds):
+        plan = estimate(plan, costs, images, fixed)
+        if plan.total <= SAFETY * budget:
+            return replace(plan, budget=budget)
+    name, last = recipes[0], estimate(Plan([recipes[0]], {recipes[0]: 1}, [folds[0]], False), costs, images, fixed)
+    spare = SAFETY * budget - last.total
+    epochs = max(1, 1 + math.floor(spare / costs[name].epoch_seconds)) if spare > 0 else 1
+    plan = estimate(Plan([name], {name: min(epochs, costs[name].epochs)}, [folds[0]], False), costs, images, fixed)
+    why = [f"only {name}, fold {folds[0]}, {plan.epochs[name]} epoch(s): nothing larger fits"]
+    if plan.total > budget:
+        why.append(f"even this needs about {plan.total / 60:.1f} min of the {budget / 60:.1f} min budget")
+    return replace(plan, budget=budget, reasons=why)
+
+
+def plan_table(plan: Plan, costs: dict[str, RecipeCost], start: float | None = None) -> str:
+    """The plan as a table a person reads before anything trains."""
+    start = time.time() if start is None else start
+    lines = [
+        "| recipe | folds | epochs | train img/s | est. min per fold | est. min full retrain |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in plan.recipes:
+        cost = costs[name]
+        per_fold = (plan.epochs[name] * cost.epoch_seconds + cost.fold_extra) / 60
+        full = (plan.epochs[name] * cost.full_epoch_seconds + cost.fold_extra) / 60 if plan.full else 0
+        folds = ",".join(map(str, plan.folds))
+        lines.append(
+            f"| {name} | {folds} | {plan.epochs[name]} | {cost.ips:,.0f} | {per_fold:.1f} | "
+            f"{full:.1f}{'' if plan.full else ' (skipped)'} |"
+        )
+    stages = ", ".join(f"{k} {v / 60:.1f}" for k, v in plan.seconds.items())
+    eta = time.strftime("%H:%M", time.localtime(start + plan.total))
+    budget = f" of a {plan.budget / 60:.0f} min budget" if plan.budget else ""
+    lines += [
+        "",
+        f"estimated minutes per stage: {stages}",
+        f"total about {plan.total / 60:.1f} min{budget}, done about {eta}; {'; '.join(plan.reasons)}",
+    ]
+    return "\n".join(lines)
+
+
+@dataclass
+class Clock:
+    """The budget while the pipeline runs: per-run deadlines that leave time for everything after, and one progress
+    line for the whole pipeline."""
+
+    start: float
+    deadline: float | None
+    queue: list[tuple[str, float]]  # (what, estimated seconds) in the order they will run
+    skipped: list[str] = field(default_factory=list)  # runs the budget had no room left for
+
+    def position(self, what: str) -> int:
+        return [q for q, _ in self.queue].index(what)
+
+    def deadline_of(self, what: str) -> float | None:
+        """When `what` must end for the rest of the plan to fit (None without a budget)."""
+        if self.deadline is None:
+            return None
+        return self.deadline - sum(s for _, s in self.queue[self.position(what) + 1 :])
+
+    def left(self, what: str) -> float | None:
+        """Seconds `what` may take from now (None without a budget)."""
+        end = self.deadline_of(what)
+        return None if end is None else end - time.time()
+
+    def line(self, what: str) -> str:
+        """'[run 3 of 12] cpu-cnn fold 2 | elapsed 4.1 min | ETA 18:45 (budget ends 18:50)'."""
+        runs = [q for q, _ in self.queue if q.startswith("run ")]
+        number = runs.index(what) + 1 if what in runs else len(runs)
+        now = time.time()
+        eta = time.strftime("%H:%M", time.localtime(now + sum(s for _, s in self.queue[self.position(what) :])))
+        ends = f" (budget ends {time.strftime('%H:%M', time.localtime(self.deadline))})" if self.deadline else ""
+        return (
+            f"[run {number} of {len(runs)}] {what.removeprefix('run ')} | elapsed {(now - self.start) / 60:.1f} "
+            f"min | ETA {eta}{ends}"
+        )
+
+
+def clock_for(plan: Plan, costs: dict[str, RecipeCost], start: float) -> Clock:
+    """The run queue of a plan with each item's estimate: fold runs, the blend, full retrains, the submission."""
+    queue = []
+    for name in plan.recipes:
+        cost = costs[name]
+        for i, fold in enumerate(plan.folds):
+            once = cost.once if i == 0 else 0.0
+            queue.append((f"run {name} fold {fold}", once + plan.epochs[name] * cost.epoch_seconds + cost.fold_extra))
+    queue.append(("blend", BLEND_SECONDS))
+    if plan.full:
+        queue += [
+            (f"run {n} full", plan.epochs[n] * costs[n].full_epoch_seconds + costs[n].fold_extra) for n in plan.recipes
+        ]
+    queue.append(("submission", BLEND_SECONDS))
+    return Clock(start, None if plan.budget is None else start + plan.budget, queue)

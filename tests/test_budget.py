@@ -1,0 +1,129 @@
+"""The time budget: durations, the plan's degradation ladder, re-planning a slow run, and a whole run that ends in
+time with a valid submission."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from conftest import make_tiny_competition, tiny_recipe
+from foldwise.budget import RecipeCost, make_plan, parse_duration
+from foldwise.errors import FoldwiseError
+
+
+def test_durations():
+    assert parse_duration("45m") == 2700 and parse_duration("1h30m") == 5400 and parse_duration("90s") == 90
+    assert parse_duration("2") == 120  # a plain number is minutes
+    with pytest.raises(FoldwiseError, match="write it like 45m"):
+        parse_duration("soon")
+
+
+def costs(epoch_seconds: float = 10.0) -> dict[str, RecipeCost]:
+    """Three recipes of 10 epochs; a fold epoch takes `epoch_seconds`, a full-retrain epoch 25% more."""
+    return {n: RecipeCost(n, 10, 1000.0, epoch_seconds, 5.0, 1.25 * epoch_seconds, 0.0) for n in ("a", "b", "c")}
+
+
+@pytest.mark.parametrize(
+    "minutes, folds, full, recipes, epochs",
+    [
+        (60, [0, 1, 2, 3, 4], True, ["a", "b", "c"], 10),  # everything fits
+        (35, [0, 1, 2, 3, 4], False, ["a", "b", "c"], 10),  # the fold models' average stands in for the full retrain
+        (14.5, [0], True, ["a", "b", "c"], 10),  # fold 0 and the full retrain
+        (8, [0], False, ["a", "b", "c"], 10),  # fold 0 alone
+        (5, [0], False, ["a", "b", "c"], 5),  # fewer epochs
+        (3.5, [0], False, ["a"], 10),  # fewer recipes, each its own epochs
+    ],
+)
+def test_the_plan_degrades_in_order(minutes, folds, full, recipes, epochs):
+    plan = make_plan(costs(), ["a", "b", "c"], [0, 1, 2, 3, 4], 1000, 10.0, minutes * 60)
+    assert (plan.folds, plan.full, plan.recipes, plan.epochs["a"]) == (folds, full, recipes, epochs)
+    assert plan.total <= 0.9 * minutes * 60
+
+
+def test_a_budget_too_small_still_plans_one_run():
+    plan = make_plan(costs(), ["a", "b", "c"], [0, 1, 2, 3, 4], 1000, 10.0, 60)
+    assert plan.recipes == ["a"] and plan.folds == [0] and not plan.full and plan.epochs["a"] >= 1
+
+
+def test_no_budget_plans_everything():
+    plan = make_plan(costs(), ["a", "b", "c"], [0, 1, 2], 1000, 10.0, None)
+    assert plan.full and plan.folds == [0, 1, 2] and plan.total > 0
+
+
+def test_a_slow_run_is_replanned_and_its_schedule_still_anneals(tiny_comp, monkeypatch, caplog):
+    """Epochs made slow (an injected delay): the run re-plans to the epochs that fit its deadline, and the learning
+    rate still reaches its end value by the last epoch."""
+    from foldwise.cli import main
+    from foldwise.data.formats import load_competition
+    from foldwise.training.engine import Trainer
+    from foldwise.training.runs import plan_run
+    from foldwise.training.train import execute
+    from foldwise.workspace import Workspace
+
+    root = tiny_comp.parents[1]
+    assert main(["--root", str(root), "folds", str(tiny_comp), "--no-dedup"]) == 0
+    real = Trainer.train_epoch
+    monkeypatch.setattr(Trainer, "train_epoch", lambda self, *a, **k: (time.sleep(1.0), real(self, *a, **k))[1])
+    seen = {}
+    real_finish = __import__("foldwise.training.train", fromlist=["finish"]).finish
+
+    def finish(run, history, logits):
+        seen["lr"] = run.trainer.optimizer.param_groups[0]["lr"]
+        real_finish(run, history, logits)
+
+    monkeypatch.setattr("foldwise.training.train.finish", finish)
+    recipe = tiny_recipe(optim={"epochs": 12, "schedule": "linear", "warmup_epochs": 0})
+    plan = plan_run(load_competition(tiny_comp), recipe, 0, Workspace(root))
+    execute(plan, deadline=time.time() + 5.5)
+    history = pd.read_csv(plan.run_dir / "history.csv")
+    assert 2 <= len(history) < 12
+    assert yaml.safe_load((plan.run_dir / "config.yaml").read_text())["epochs_replanned"] == len(history)
+    assert seen["lr"] == pytest.approx(0.0, abs=1e-9)  # annealed to the end of the re-planned schedule
+    assert "time budget:" in caplog.text
+
+
+def test_set_epochs_moves_the_end_of_the_schedule():
+    from foldwise.training.engine import Trainer, TrainingSet
+    from foldwise.training.inputs import CachedFeatures
+
+    inputs = CachedFeatures(torch.zeros(160, 4), torch.device("cpu"))
+    data = TrainingSet(inputs, torch.zeros(160, dtype=torch.long), torch.arange(160), 2, torch.arange(160))
+    recipe = tiny_recipe(optim={"epochs": 10, "schedule": "linear", "warmup_epochs": 0})
+    trainer = Trainer(torch.nn.Linear(4, 2), recipe, data, 10, False)  # 10 steps per epoch
+    trainer.set_epochs(4)
+    for step in range(1, 41):
+        trainer.scheduler.step_update(num_updates=step)
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.slow
+def test_a_tiny_budget_ends_in_time_with_a_valid_submission(tmp_path):
+    """`foldwise run --time 40s` on a tiny competition: the plan is printed first, the run ends within the budget
+    (+5%), and the submission is complete."""
+    comp = make_tiny_competition(tmp_path / "input" / "tiny", per_class=12)
+    data = tiny_recipe(optim={"epochs": 40}).to_dict()
+    data.pop("name")
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(data))
+    command = [sys.executable, "-m", "foldwise", "--root", str(tmp_path), "run", str(comp)]
+    command += ["-c", str(tmp_path / "tiny.yaml"), "--time", "40s", "--k", "3"]
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ))
+    wall = time.perf_counter() - start
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "== plan for a 1 min budget" in result.stdout or "== plan for a 0 min budget" in result.stdout
+    assert wall <= 40 * 1.05, f"{wall:.1f} s for a 40 s budget"
+    submission = pd.read_csv(tmp_path / "output" / "tiny" / "submission.csv", dtype=str)
+    assert len(submission) == 30 and set(submission["label"]) <= {str(c) for c in range(10)}
+    plan = json.loads((tmp_path / "output" / "tiny" / "plan.json").read_text())
+    assert plan["budget"] == 40 and 0 < plan["elapsed"] <= 40 * 1.05
+    report = (tmp_path / "output" / "tiny" / "blend" / "report.md").read_text()
+    budget_part = report[report.index("## Time budget") :].split("\n## ")[0]
+    assert "Budget 0.7 min" in budget_part and "tiny/fold0" in budget_part
