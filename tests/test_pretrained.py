@@ -146,7 +146,7 @@ def test_unknown_package_and_missing_file_are_errors(tmp_path):
         create_model(ModelConfig(name="tf_efficientnet_lite0", pretrained_file="package:resnet9000"), 7)
     with pytest.raises(FoldwiseError, match=f"{tmp_path / 'nope.pth'} is not a file"):
         create_model(ModelConfig(name="tf_efficientnet_lite0", pretrained_file=str(tmp_path / "nope.pth")), 7)
-    assert set(PACKAGED_WEIGHTS) == {"efficientnet_lite0"}
+    assert set(PACKAGED_WEIGHTS) == {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"}
 
 
 # --- hand-made local files ----------------------------------------------------------------------------------------

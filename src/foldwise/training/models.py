@@ -11,6 +11,7 @@ from torch import nn
 import foldwise.training.nets  # noqa: F401  (registers foldwise_cnn, foldwise_resnet_mini, foldwise_speednet)
 from foldwise.config import ModelConfig
 from foldwise.errors import FoldwiseError
+from foldwise.training.pretrained import create_pretrained
 from foldwise.training.weights import load_weights_file
 
 
@@ -27,16 +28,20 @@ def create_model(cfg: ModelConfig, num_classes: int, load_weights: bool = True) 
             "model.freeze_backbone needs pretrained weights (model.pretrained or model.pretrained_file): "
             "a frozen random backbone would train the classifier on random features."
         )
-    pretrained = cfg.pretrained and load_weights
-    model = timm.create_model(
-        cfg.name, pretrained=pretrained, num_classes=num_classes, drop_rate=cfg.drop_rate, **cfg.kwargs
-    )
+    if cfg.pretrained and load_weights:  # a local folder, the hub cache, a weights package, else a download
+        model, model.weights_source = create_pretrained(cfg.name, num_classes, drop_rate=cfg.drop_rate, **cfg.kwargs)
+    else:
+        model = timm.create_model(
+            cfg.name, pretrained=False, num_classes=num_classes, drop_rate=cfg.drop_rate, **cfg.kwargs
+        )
     if cfg.pretrained_file and load_weights:
         load_weights_file(model, cfg.pretrained_file, cfg.name)
     if cfg.small_stem:
         small_image_stem(model, cfg.name)
     if cfg.freeze_backbone:
         model = freeze_backbone(model)
+    elif cfg.freeze_bn:
+        model = freeze_batch_norm_2d(model)
     return model
 
 

