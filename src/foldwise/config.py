@@ -30,6 +30,8 @@ class ModelConfig:
     cache_features: bool = False  # with freeze_backbone: backbone features computed once per image and cached,
     #                               then only the classifier trains on them (no train-time augmentation)
     small_stem: bool = False  # timm ResNets: 3x3 stride-1 stem conv and no max-pool, for 32-64 px images
+    freeze_bn: bool = False  # fine-tuning: every BatchNorm keeps its pretrained statistics and affine (timm's
+    #                          FrozenBatchNorm2d) while the convolutions learn: small batches cannot disturb them
 
 
 @dataclass(frozen=True)
@@ -87,9 +89,23 @@ class OptimConfig:
     ema_warmup: bool = True  # decay ramps up as 1 - (1 + step)^(-2/3) to ema_decay, so a short run's EMA is not
     #                          mostly its random initialization (0.99 reaches full strength after ~1,000 steps)
 
+    backbone_lr_scale: float = 1.0  # fine-tuning: the pretrained backbone learns at lr x this, the classifier at lr
+    layer_decay: float = 0.0  # fine-tuning: timm's layer-wise lr decay (each layer lr x decay^depth); 0 = off
+    head_epochs: float = 0.0  # fine-tuning: only the classifier learns for these first epochs, then everything
+
     def __post_init__(self) -> None:
         if self.class_weights not in ("none", "balanced"):
             raise FoldwiseError(f"optim.class_weights={self.class_weights!r}: choose none or balanced.")
+        if self.layer_decay and (self.backbone_lr_scale != 1.0 or self.head_epochs):
+            raise FoldwiseError(
+                "optim.layer_decay with optim.backbone_lr_scale or optim.head_epochs: choose one way to slow the "
+                "backbone (layer_decay scales every layer by depth, backbone_lr_scale all but the classifier)."
+            )
+        if not 0.0 <= self.backbone_lr_scale <= 1.0 or not 0.0 <= self.layer_decay < 1.0 or self.head_epochs < 0:
+            raise FoldwiseError(
+                f"optim.backbone_lr_scale={self.backbone_lr_scale} (0-1), optim.layer_decay={self.layer_decay} "
+                f"(0 = off, else below 1), optim.head_epochs={self.head_epochs} (>= 0): out of range."
+            )
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from foldwise.training.augment import view_mean
 from foldwise.training.device import autocast
 from foldwise.training.distributed import Dist, gather_sharded, mean_across, shard
 from foldwise.training.inputs import Inputs
-from foldwise.training.optim import create_optimizer_and_scheduler
+from foldwise.training.optim import create_optimizer_and_scheduler, set_head_phase
 
 BN_RECALIBRATION_IMAGES = 8192  # training images that set the EMA model's BatchNorm statistics before predicting
 
@@ -92,6 +92,7 @@ class Trainer:
         mixing = dict(mixup_alpha=batch.mixup, cutmix_alpha=batch.cutmix, label_smoothing=optim.label_smoothing)
         self.mixup = Mixup(**mixing, num_classes=data.num_classes) if batch.mixup or batch.cutmix else None
         self.step, self.recalibrated_at = 0, -1
+        self.head_steps = round(optim.head_epochs * steps_per_epoch)  # only the classifier learns until then
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Cross-entropy against hard labels, or against mixup's soft targets."""
@@ -145,6 +146,8 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.optim.clip_grad)
         self.optimizer.step()
         self.step += 1
+        if self.head_steps:
+            set_head_phase(self.optimizer, self.step < self.head_steps)
         self.scheduler.step_update(num_updates=self.step)
         if self.ema is not None:
             self.ema.update(self.module, step=self.step)
@@ -163,7 +166,7 @@ class Trainer:
     @torch.no_grad()
     def recalibrate_bn(self) -> None:
         """Recompute the EMA model's BatchNorm statistics on up to BN_RECALIBRATION_IMAGES of the training set's
-        `bn_rows` (plain images, the same rows on every rank, no random draw), once per step count, as SWA does.
+        `bn_rows` (plain images, the same seeded spread of rows on every rank), once per step count, as SWA does.
 
         EMA-averaged running statistics belong to no single set of weights; on a short run (few steps at a high
         learning rate) that left the EMA model at chance level (speed recipe on digits: 10% vs 97% recalibrated).
