@@ -87,7 +87,8 @@ def fit(run: Run) -> tuple[list[dict], np.ndarray | None]:
         row, epoch_logits = run_epoch(run, epoch)
         history.append(row)
         if tracker is not None:
-            log.info("%s", epoch_line(plan.name, history, run.epochs))
+            quick = row["seconds"] < 1 and epoch < run.epochs  # a classifier on cached features: 30 epochs at once
+            log.log(logging.DEBUG if quick else logging.INFO, "%s", epoch_line(plan.name, history, run.epochs))
             tracker.log(row, epoch)
             write_atomic(plan.run_dir / "history.csv", lambda p: pd.DataFrame(history).to_csv(p, index=False))
         checkpoint.save(plan.run_dir, plan.meta, trainer, run.generator, history)  # every rank: RNG streams

@@ -28,6 +28,9 @@ from foldwise.training.device import autocast, resolve_bf16
 
 log = logging.getLogger(__name__)
 TIMED_SECONDS = 1.5  # per format: steps are timed until this much has passed (at least 2 steps)
+CPU_PROBE_PIXELS = 64 * 64 * 64  # pixels per CPU probe batch: 256 images of 32 px, 8 of 224 px (a CPU is full at
+# either; at batch 64 and 224 px one emulated-bf16 step of EfficientNet-Lite2 took 19 s and the probes 4.6 min)
+GPU_PROBE_BATCH = 256  # a GPU's throughput depends on the batch: up to the recipe's own
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ def probe_key(recipe: Recipe, device: torch.device, classes: int) -> str:
             model.name,
             model.kwargs,
             model.small_stem,
+            model.cache_features,
             recipe.data.image_size,
             recipe.data.batch_size,
             classes,
@@ -84,28 +88,38 @@ def formats(device: torch.device, recipe: Recipe) -> list[tuple[bool, bool]]:
     return [(b, c) for b in bf16 for c in last]
 
 
-def timed(step, budget: float = TIMED_SECONDS) -> float:
-    """Seconds per call of `step` after one warm-up call, over at least 2 calls and about `budget` seconds."""
+def timed(step, budget: float = TIMED_SECONDS, beaten: float = float("inf")) -> float:
+    """Seconds per call of `step` after one warm-up call, over at least 2 calls and about `budget` seconds; a
+    format whose warm-up call takes 4x `beaten` (the best so far), or whose timed calls take 2x, stops there."""
+    start = time.perf_counter()
     step()
+    warm_up = time.perf_counter() - start
+    if warm_up > 4 * beaten:  # clearly slower even allowing for the first call's one-time costs
+        return warm_up
     calls, start = 0, time.perf_counter()
     while calls < 2 or time.perf_counter() - start < budget:
         step()
         calls += 1
-        if calls >= 50:
+        if calls >= 50 or (time.perf_counter() - start) / calls > 2 * beaten:
             break
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     return (time.perf_counter() - start) / calls
 
 
-def measure(recipe: Recipe, device: torch.device, classes: int, bf16: bool, channels_last: bool) -> tuple[float, float]:
-    """(training img/s, inference img/s) of the recipe's model in one numeric format, on random input."""
+def measure(
+    recipe: Recipe, device: torch.device, classes: int, bf16: bool, channels_last: bool, best: float = 0.0
+) -> tuple[float, float]:
+    """(training img/s, inference img/s) of the recipe's model in one numeric format, on random input; `best` is
+    the fastest img/s measured so far (a format far slower stops early). A recipe that only extracts features
+    (cache_features) is timed on inference alone, which is all its backbone does."""
     from foldwise.training.models import create_model
 
     model = create_model(recipe.model, classes, load_weights=False).to(device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
-    size, batch = recipe.data.image_size or 32, recipe.data.batch_size
+    size = recipe.data.image_size or 32
+    batch = probe_batch(recipe, device)
     x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=fmt)
     y = torch.randint(0, classes, (batch,), device=device)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
@@ -122,10 +136,26 @@ def measure(recipe: Recipe, device: torch.device, classes: int, bf16: bool, chan
         with autocast(device, bf16):
             model(x)
 
+    beaten = batch / best if best else float("inf")
+    if recipe.model.cache_features:
+        model.eval()
+        ips = batch / timed(infer_step, TIMED_SECONDS, beaten)
+        return ips, ips
     model.train()
-    train_seconds = timed(train_step)
+    train_seconds = timed(train_step, TIMED_SECONDS, beaten)
     model.eval()
     return batch / train_seconds, batch / timed(infer_step, TIMED_SECONDS / 3)
+
+
+def probe_batch(recipe: Recipe, device: torch.device) -> int:
+    """Images per probe step: the recipe's batch (its feature-extraction batch for cache_features), on a CPU no more
+    than CPU_PROBE_PIXELS of pixels, on a GPU no more than GPU_PROBE_BATCH."""
+    data = recipe.data
+    wanted = data.eval_batch_size if recipe.model.cache_features else data.batch_size
+    if device.type == "cuda":
+        return min(wanted, GPU_PROBE_BATCH)
+    size = data.image_size or 32
+    return max(1, min(wanted, max(8, CPU_PROBE_PIXELS // (size * size))))
 
 
 def probe(recipe: Recipe, device: torch.device, classes: int) -> Speed:
@@ -137,7 +167,8 @@ def probe(recipe: Recipe, device: torch.device, classes: int) -> Speed:
             return Speed(**known[key])
         results = {}
         for bf16, last in formats(device, recipe):
-            results[(bf16, last)] = measure(recipe, device, classes, bf16, last)
+            best = max((v[0] for v in results.values()), default=0.0)
+            results[(bf16, last)] = measure(recipe, device, classes, bf16, last, best)
         (bf16, last), (train_ips, infer_ips) = max(results.items(), key=lambda item: item[1][0])
         names = {(b, c): f"{'bf16' if b else 'fp32'}{'+cl' if c else ''}" for b, c in results}
         speed = Speed(bf16, last, train_ips, infer_ips, {names[f]: round(v[0], 1) for f, v in results.items()})
