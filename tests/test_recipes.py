@@ -36,23 +36,63 @@ def test_cpu_and_gpu_recipes_ship():
     )
 
 
-def test_default_recipes_follow_the_image_size(tiny_comp, tmp_path, capsys):
-    """submit.sh with no recipe named: small images get the speed recipe first (plus two other nets to blend),
-    larger ones the CPU trio; `foldwise recipes` prints the files, which all exist."""
+FROZEN = ["photo-lite2-frozen", "photo-lite1-frozen", "photo-lite0-frozen"]
+
+
+def facts(**changes):
+    from foldwise.training.choose import Facts
+
+    base = dict(side=32, colour=True, images=40_000, classes=10, device="cpu", weights=True)
+    return Facts(**{**base, **changes})
+
+
+@pytest.mark.parametrize(
+    "changes, recipes",
+    [
+        ({"side": 150}, ["photo-lite2-frozen", "photo-lite1-frozen", "photo-lite0-frozen"]),  # no speed: no fine-tune
+        ({"side": 150, "images": 1800, "speeds": {"photo-lite0-finetune": 37}}, FROZEN),  # 2-core CPU: 16 min > 10
+        ({"side": 150, "images": 1800, "speeds": {"photo-lite0-finetune": 900}}, [*FROZEN, "photo-lite0-finetune"]),
+        ({"side": 150, "images": 1800, "speeds": {"photo-lite0-finetune": 900}, "budget": 60}, FROZEN),
+        ({"side": 150, "weights": False}, ["cpu-cnn", "cpu-resnet", "cpu-effnet"]),
+        ({"speeds": {"speed-wide": 5000, "speed": 9000}}, ["speed-wide"]),  # a GPU: the wide net fits the pace
+        ({"speeds": {"speed-wide": 250, "speed": 900}}, ["speed"]),  # a 2-core CPU: the narrow one
+        ({"speeds": {"speed-wide": 250, "speed": 900}, "images": 1000}, ["speed-wide", "cpu-cnn", "cpu-resnet"]),
+        ({"speeds": {"speed-wide": 250, "speed": 2000}, "budget": 3600}, ["speed"]),  # 1 h: a third per recipe
+        ({"speeds": {"speed-wide": 250, "speed": 2000}, "budget": 4 * 3600}, ["speed-wide"]),
+    ],
+)
+def test_the_choice_follows_the_data_and_the_machine(changes, recipes):
+    from foldwise.training.choose import choose
+
+    choice = choose(facts(**changes))
+    assert choice.recipes == recipes and choice.reasons
+    assert all(load_recipe(name).name == name for name in choice.recipes)
+
+
+def test_foldwise_recipes_prints_the_facts_and_why(tiny_comp, tmp_path, capsys, monkeypatch):
+    """On the tiny digits: small grey images, the speed nets probed here; on larger colour photos the pretrained
+    set, or the scratch set when no weights are reachable offline."""
     from PIL import Image
 
     from foldwise.cli import main
     from foldwise.data.formats import load_competition
-    from foldwise.training.runs import default_recipes
+    from foldwise.training import choose
 
     assert main(["recipes", str(tiny_comp)]) == 0
-    printed = capsys.readouterr().out.split()
-    assert printed == ["speed", "cpu-cnn", "cpu-resnet"] and all(load_recipe(name).name == name for name in printed)
+    printed = capsys.readouterr().out
+    assert "colour: False" in printed and "side: 8" in printed and "why: " in printed
+    chosen = printed.split("recipes: ")[1].split("\n")[0].split()
+    assert chosen[-2:] == ["cpu-cnn", "cpu-resnet"] and chosen[0] in ("speed", "speed-wide")
 
     big = tmp_path / "input" / "big"
     for split, n in (("train", 2), ("test", 1)):
         for cls in ("a", "b"):
             (big / split / cls).mkdir(parents=True)
             for i in range(n):
-                Image.new("RGB", (96, 80), (i * 50, 0, 0)).save(big / split / cls / f"{i}.jpg")
-    assert default_recipes(load_competition(big)) == ["cpu-cnn", "cpu-resnet", "cpu-effnet"]
+                Image.new("RGB", (96, 80), (i * 50, 90, 0)).save(big / split / cls / f"{i}.jpg")
+    comp = load_competition(big)
+    assert choose.is_colour(comp.train_images)
+    monkeypatch.setattr(choose, "speed_of", lambda name, comp, device: 50.0)  # 4 images: the fine-tune fits
+    assert choose.default_recipes(comp) == [*choose.PHOTO_RECIPES, choose.FINETUNE_RECIPE]  # lite packages installed
+    monkeypatch.setattr(choose, "photo_weights_reachable", lambda: False)
+    assert choose.default_recipes(comp) == list(choose.SCRATCH_RECIPES)

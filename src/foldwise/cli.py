@@ -35,11 +35,12 @@ def cmd_describe(args, ws: Workspace) -> None:
 
 
 def cmd_recipes(args, ws: Workspace) -> None:
+    from foldwise.budget import parse_duration
     from foldwise.data.formats import load_competition
-    from foldwise.training.runs import default_recipes
+    from foldwise.training.choose import describe_choice
 
-    for name in default_recipes(load_competition(args.comp, args.layout)):
-        print(name)
+    budget = parse_duration(args.time) if args.time else None
+    print(describe_choice(load_competition(args.comp, args.layout), budget))
 
 
 def cmd_folds(args, ws: Workspace) -> None:
@@ -97,13 +98,16 @@ def cmd_submit(args, ws: Workspace) -> None:
 def cmd_plan(args, ws: Workspace) -> None:
     import time
 
+    from foldwise.budget import parse_duration
     from foldwise.config import load_recipes
     from foldwise.data.formats import load_competition
     from foldwise.loop import planned
-    from foldwise.training.runs import default_recipes, fold_numbers
+    from foldwise.training.choose import default_recipes
+    from foldwise.training.runs import fold_numbers
 
     comp = load_competition(args.comp, args.layout)
-    recipes = load_recipes(args.config or default_recipes(comp), args.set)
+    budget = parse_duration(args.time) if args.time else None
+    recipes = load_recipes(args.config or default_recipes(comp, budget), args.set)
     exists = ws.folds_csv(comp.name).exists()
     folds = fold_numbers(ws, comp, args.folds) if exists else list(range(args.k)) if args.folds == "all" else [0]
     planned(
@@ -160,7 +164,8 @@ def add_data_commands(sub) -> None:
     p = with_comp(sub.add_parser("describe", help="print the detected layout, classes, counts, test set, sizes"))
     p.set_defaults(func=cmd_describe)
 
-    p = with_comp(sub.add_parser("recipes", help="print the recipes submit.sh trains by default for this data"))
+    p = with_comp(sub.add_parser("recipes", help="print the recipes submit.sh trains by default here, and why"))
+    p.add_argument("--time", help="the time budget the run will have (45m, 1h30m): the pace the choice assumes")
     p.set_defaults(func=cmd_recipes)
 
     p = with_comp(sub.add_parser("folds", help="stratified, duplicate-aware k-fold split -> folds/<comp>.csv"))

@@ -54,7 +54,7 @@ def train_on_gpus(
 ) -> None:
     """Train `folds` one process per GPU (logs in output/<comp>/logs/fold<k>.log); an error names the failed folds."""
     from foldwise.data.formats import load_competition
-    from foldwise.training.runs import default_recipes
+    from foldwise.training.choose import default_recipes
 
     comp = load_competition(comp_dir, layout)
     if not options.recipes:  # the children must train exactly what the parent chose

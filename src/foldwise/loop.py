@@ -38,15 +38,19 @@ class RunOptions:
 def run_pipeline(comp_dir: Path, ws: Workspace, options: RunOptions, layout: str | None = None) -> int:
     """The whole loop, planned against the time budget (or its time estimated): prints each stage and the outcome;
     returns 0 (errors raise FoldwiseError)."""
-    from foldwise.budget import clock_for
+    from foldwise.budget import clock_for, parse_duration
     from foldwise.config import load_recipes
     from foldwise.data.formats import load_competition
     from foldwise.reporting.report import write_report
-    from foldwise.training.runs import default_recipes, fold_numbers
+    from foldwise.training.choose import default_recipes
+    from foldwise.training.runs import fold_numbers
 
     start = time.time()
     comp = load_competition(comp_dir, layout, options.metric or None, options.group_column or None)
-    recipes = load_recipes(options.recipes or default_recipes(comp), options.overrides)
+    budget = parse_duration(options.time) if options.time else None
+    if not options.recipes:  # chosen once: GPU children and reruns train exactly these
+        options = replace(options, recipes=default_recipes(comp, budget))
+    recipes = load_recipes(options.recipes, options.overrides)
     folds_args = (options.k, options.seed, options.dup_threshold, options.dedup, options.force)
     stage("1/5 folds", folds_step(comp, ws, *folds_args))
     k = len(fold_numbers(ws, comp, "all"))

