@@ -6,7 +6,7 @@
 #   bash submit.sh input/<comp> speed my-recipe.yaml # packaged recipe names, recipe files or folders
 #
 # Environment knobs (each also an option of `foldwise run`, see `foldwise run --help`): FOLDS=all|0|0,2, K=5,
-# SEED=42, SET="optim.epochs=5 data.image_size=32", FORCE=1, DUP_THRESHOLD=4, NO_DEDUP=1, GPUS=0,1,
+# SEED=42, REPEATS=1, SET="optim.epochs=5 data.image_size=32", FORCE=1, DUP_THRESHOLD=4, NO_DEDUP=1, GPUS=0,1,
 # METRIC=accuracy|log_loss|macro_f1|roc_auc|qwk|map_at_<k>|top_<k>, GROUP_COLUMN=col, TIME=45m (a time budget: the
 # plan is fitted to it), ROOT=dir (where folds/ and output/ go; default: here). No recipe named: foldwise chooses
 # them from the data and the machine (`foldwise recipes input/<comp>` says which and why).

@@ -48,7 +48,8 @@ def cmd_folds(args, ws: Workspace) -> None:
     from foldwise.pipeline import folds_step
 
     comp = load_competition(args.comp, args.layout, group_column=args.group_column)
-    for line in folds_step(comp, ws, args.k, args.seed, args.dup_threshold, not args.no_dedup, args.force):
+    dedup = not args.no_dedup
+    for line in folds_step(comp, ws, args.k, args.seed, args.dup_threshold, dedup, args.force, args.repeats):
         print(line)
 
 
@@ -103,16 +104,14 @@ def cmd_plan(args, ws: Workspace) -> None:
     from foldwise.data.formats import load_competition
     from foldwise.loop import planned
     from foldwise.training.choose import default_recipes
-    from foldwise.training.runs import fold_numbers
+    from foldwise.training.runs import fold_layout, fold_numbers
 
     comp = load_competition(args.comp, args.layout)
     budget = parse_duration(args.time) if args.time else None
     recipes = load_recipes(args.config or default_recipes(comp, budget), args.set)
     exists = ws.folds_csv(comp.name).exists()
     folds = fold_numbers(ws, comp, args.folds) if exists else list(range(args.k)) if args.folds == "all" else [0]
-    planned(
-        comp, recipes, folds, len(fold_numbers(ws, comp, "all")) if exists else args.k, args.time or "", time.time()
-    )
+    planned(comp, recipes, folds, fold_layout(ws, comp)[0] if exists else args.k, args.time or "", time.time())
 
 
 def cmd_run(args, ws: Workspace) -> None:
@@ -171,6 +170,9 @@ def add_data_commands(sub) -> None:
     p = with_comp(sub.add_parser("folds", help="stratified, duplicate-aware k-fold split -> folds/<comp>.csv"))
     p.add_argument("--k", type=int, default=5, help="number of folds; fold 0 is the 1/k holdout (default 5)")
     p.add_argument("--seed", type=int, default=42, help="split seed, recorded in folds/<comp>.json")
+    p.add_argument(
+        "--repeats", type=int, default=1, help="repeated k-fold: this many splits (seeds seed, seed+1, ...; default 1)"
+    )
     p.add_argument("--force", action="store_true", help="replace existing folds that differ")
     p.add_argument("--no-dedup", action="store_true", help="skip the duplicate search (plain StratifiedKFold)")
     p.add_argument("--group-column", help="train.csv column whose groups stay in one fold (default: foldwise.yaml's)")
@@ -262,6 +264,9 @@ def add_run_command(sub) -> None:
     p.add_argument("--folds", help="folds to train: all (default), 0 (the 80/20 holdout), 0,2  [FOLDS]")
     p.add_argument("--k", type=int, help="number of folds (default 5)  [K]")
     p.add_argument("--seed", type=int, help="split seed (default 42)  [SEED]")
+    p.add_argument(
+        "--repeats", type=int, help="repeated k-fold for small data: splits of k folds (default 1)  [REPEATS]"
+    )
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a recipe key  [SET]")
     p.add_argument("--force", action="store_true", help="retrain finished runs  [FORCE=1]")
     p.add_argument("--dup-threshold", type=int, metavar="BITS", help="near-duplicate pHash distance  [DUP_THRESHOLD]")

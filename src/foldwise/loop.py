@@ -24,6 +24,7 @@ class RunOptions:
     folds: str = "all"  # FOLDS: all | 0 | 0,2
     k: int = 5  # K
     seed: int = 42  # SEED: the split's
+    repeats: int = 1  # REPEATS: repeated k-fold (repeat r split with seed + r)
     overrides: list[str] = field(default_factory=list)  # SET
     force: bool = False  # FORCE
     dup_threshold: int = 4  # DUP_THRESHOLD
@@ -43,7 +44,7 @@ def run_pipeline(comp_dir: Path, ws: Workspace, options: RunOptions, layout: str
     from foldwise.data.formats import load_competition
     from foldwise.reporting.report import write_report
     from foldwise.training.choose import default_recipes
-    from foldwise.training.runs import fold_numbers
+    from foldwise.training.runs import fold_layout, fold_numbers
 
     start = time.time()
     comp = load_competition(comp_dir, layout, options.metric or None, options.group_column or None)
@@ -51,9 +52,9 @@ def run_pipeline(comp_dir: Path, ws: Workspace, options: RunOptions, layout: str
     if not options.recipes:  # chosen once: GPU children and reruns train exactly these
         options = replace(options, recipes=default_recipes(comp, budget))
     recipes = load_recipes(options.recipes, options.overrides)
-    folds_args = (options.k, options.seed, options.dup_threshold, options.dedup, options.force)
+    folds_args = (options.k, options.seed, options.dup_threshold, options.dedup, options.force, options.repeats)
     stage("1/5 folds", folds_step(comp, ws, *folds_args))
-    k = len(fold_numbers(ws, comp, "all"))
+    k = fold_layout(ws, comp)[0]  # training images per run: (k - 1) / k of them, repeats or not
     plan, costs = planned(comp, recipes, fold_numbers(ws, comp, options.folds), k, options.time, start)
     write_text_atomic(ws.comp_dir(comp.name) / "plan.json", json.dumps({**asdict(plan), "start": start}, indent=1))
     plan = keep_finished_epochs(plan, ws, comp, recipes)
@@ -182,6 +183,7 @@ def options_from_environment(args) -> RunOptions:
         folds=args.folds or env.get("FOLDS") or "all",
         k=args.k if args.k is not None else int(env.get("K") or 5),
         seed=args.seed if args.seed is not None else int(env.get("SEED") or 42),
+        repeats=args.repeats if args.repeats is not None else int(env.get("REPEATS") or 1),
         overrides=(args.set or []) + env.get("SET", "").split(),
         force=args.force or bool(env.get("FORCE")),
         dup_threshold=args.dup_threshold if args.dup_threshold is not None else int(env.get("DUP_THRESHOLD") or 4),

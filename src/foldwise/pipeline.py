@@ -19,8 +19,11 @@ from foldwise.workspace import Workspace
 log = logging.getLogger("foldwise")
 
 
-def folds_step(comp, ws: Workspace, k: int, seed: int, threshold: int, dedup: bool, force: bool) -> list[str]:
-    """Duplicate search (unless `dedup` is off), then stratified (group-aware) folds; lines saying what happened."""
+def folds_step(
+    comp, ws: Workspace, k: int, seed: int, threshold: int, dedup: bool, force: bool, repeats: int = 1
+) -> list[str]:
+    """Duplicate search (unless `dedup` is off), then stratified (group-aware) folds, `repeats` splits of them
+    (repeated k-fold); lines saying what happened."""
     from foldwise.data.folds import check_class_sizes, make_folds, write_folds
 
     lines, groups, extra = [], None, {"duplicates": {"checked": False}}
@@ -48,7 +51,7 @@ def folds_step(comp, ws: Workspace, k: int, seed: int, threshold: int, dedup: bo
             f"groups of train.csv's group column: {len(sizes)} (largest {sizes.max()} images), each kept in "
             "one fold together with the duplicate groups"
         )
-    df = make_folds(comp, k=k, seed=seed, groups=groups)
+    df = make_folds(comp, k=k, seed=seed, groups=groups, repeats=repeats)
     path = ws.folds_csv(comp.name)
     changed = write_folds(df, path, k=k, seed=seed, force=force, extra=extra)
     sizes = df["fold"].value_counts().sort_index().tolist()
@@ -56,6 +59,11 @@ def folds_step(comp, ws: Workspace, k: int, seed: int, threshold: int, dedup: bo
     lines.append(
         f"{'wrote' if changed else 'unchanged'} {path}: {len(df)} images, {len(comp.classes)} classes, "
         f"k={k} (fold sizes {sizes}), seed {seed}{grouped}"
+        + (
+            f"; repeated {repeats} times (seeds {seed}..{seed + repeats - 1}): {k * repeats} runs per recipe"
+            if repeats > 1
+            else ""
+        )
     )
     return lines
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,36 +22,65 @@ from foldwise.errors import FoldwiseError
 from foldwise.fileio import save_npz, sha256_file, write_text_atomic
 from foldwise.metrics import metric as competition_metric
 
+log = logging.getLogger(__name__)
+
 SIGNIFICANCE = 0.05  # McNemar p-value below which a difference to the best single model counts as real
 
 
 @dataclass(frozen=True)
 class OOF:
-    """One experiment's out-of-fold logits over all its trained folds, sorted by id."""
+    """One experiment's out-of-fold logits over all its trained folds, sorted by id. With repeated k-fold, `logits`
+    is the mean over the repeats that cover every row and `repeats` holds each one's logits (same rows)."""
 
     name: str
     ids: np.ndarray
     logits: np.ndarray  # (N, C) float32
     labels: np.ndarray  # (N,) int
-    folds: np.ndarray  # (N,) fold each row was held out in
+    folds: np.ndarray  # (N,) fold each row was held out in (repeat 0's)
+    repeats: tuple[np.ndarray, ...] = ()  # (N, C) per complete repeat, when there are two or more
 
 
 def load_oof(exp_dir: Path) -> OOF:
-    """Concatenate fold*/oof.npz of one experiment and sort the rows by id."""
-    files = sorted(exp_dir.glob("fold*/oof.npz"))
+    """Concatenate fold*/oof.npz of one experiment, sorted by id; repeats of repeated k-fold are averaged (a repeat
+    whose folds are not all trained yet is left out, saying so)."""
+    files = sorted(exp_dir.glob("fold*/oof.npz"), key=lambda f: int(re.sub(r"\D", "", f.parent.name)))
     if not files:
         raise FoldwiseError(f"{exp_dir}: no fold*/oof.npz; train it first (`foldwise train -c configs/<recipe>.yaml`).")
-    parts = [np.load(f) for f in files]
-    ids = np.concatenate([p["ids"] for p in parts])
+    by_repeat: dict[int, list] = {}
+    for f in files:
+        part = np.load(f)
+        repeat = int(part["repeat"]) if "repeat" in part.files else 0
+        by_repeat.setdefault(repeat, []).append((int(re.sub(r"\D", "", f.parent.name)), part))
+    first, *rest = [one_repeat(exp_dir, r, parts) for r, parts in sorted(by_repeat.items())]
+    complete = [first] + [other for other in rest if np.array_equal(other[0], first[0])]
+    for r, other in zip(sorted(by_repeat)[1:], rest):
+        if not np.array_equal(other[0], first[0]):
+            log.warning(
+                "%s: repeat %d covers %d of %d rows; left out until its folds are trained",
+                exp_dir,
+                r,
+                len(other[0]),
+                len(first[0]),
+            )
+    ids, logits, labels, folds = first
+    repeats = tuple(c[1] for c in complete) if len(complete) > 1 else ()
+    mean = np.mean(repeats, axis=0, dtype=np.float64).astype(np.float32) if repeats else logits
+    return OOF(name=exp_dir.name, ids=ids, logits=mean, labels=labels, folds=folds, repeats=repeats)
+
+
+def one_repeat(exp_dir: Path, repeat: int, parts: list) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, logits, labels, folds) of one repeat's oof.npz files, sorted by id; an id held out twice is an error."""
+    ids = np.concatenate([p["ids"] for _, p in parts])
     if len(np.unique(ids)) != len(ids):
-        raise FoldwiseError(f"{exp_dir}: an id appears in two folds' oof.npz; the folds changed. Retrain with --force.")
-    folds = np.concatenate(
-        [np.full(len(p["ids"]), int(re.sub(r"\D", "", f.parent.name))) for p, f in zip(parts, files)]
-    )
+        where = f" (repeat {repeat})" if repeat else ""
+        raise FoldwiseError(
+            f"{exp_dir}: an id appears in two folds' oof.npz{where}; the folds changed. Retrain with --force."
+        )
+    folds = np.concatenate([np.full(len(p["ids"]), fold) for fold, p in parts])
     order = np.argsort(ids, kind="stable")
-    logits = np.concatenate([p["logits"] for p in parts])[order]
-    labels = np.concatenate([p["labels"] for p in parts])[order]
-    return OOF(name=exp_dir.name, ids=ids[order], logits=logits, labels=labels, folds=folds[order])
+    logits = np.concatenate([p["logits"] for _, p in parts])[order]
+    labels = np.concatenate([p["labels"] for _, p in parts])[order]
+    return ids[order], logits, labels, folds[order]
 
 
 def check_aligned(oofs: list[OOF]) -> None:

@@ -3,12 +3,16 @@
 Duplicate images must not sit on both sides of a split, or validation scores are inflated. Finding them needs the
 pixels (foldwise.data.leakage); this module only takes the result: a group label per training row. With real groups the
 folds come from StratifiedGroupKFold and the csv gains a `group` column; without, the csv stays id,label,fold.
+
+Repeated k-fold (`repeats` > 1, for small competitions): repeat r's split (seed + r) is the column `fold_r` beside
+`fold` (repeat 0). Runs number their folds globally, r * k + fold, so fold 7 of k=5 is repeat 1's fold 2.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -66,12 +70,33 @@ def check_class_sizes(comp: Competition, k: int, groups: np.ndarray | None = Non
         )
 
 
-def make_folds(comp: Competition, k: int = 5, seed: int = 42, groups=None) -> pd.DataFrame:
-    """The folds table (id, label, fold[, group]) for a competition, validated.
+MAX_RUN_FOLDS = 98  # repeats * k: a run's seed holds its fold in two digits, 99 being the full retrain
+
+
+def repeat_columns(df: pd.DataFrame) -> list[str]:
+    """The split columns in repeat order: `fold`, then `fold_1`, `fold_2`, ... (repeated k-fold)."""
+    extra = sorted((c for c in df.columns if re.fullmatch(r"fold_\d+", c)), key=lambda c: int(c[5:]))
+    return ["fold", *extra]
+
+
+def split_of(df: pd.DataFrame, fold: int) -> tuple[str, int, int]:
+    """A run's global fold number -> (column, fold within that repeat, repeat): r * k + f is repeat r's fold f."""
+    columns = repeat_columns(df)
+    if len(columns) == 1:
+        return "fold", fold, 0  # a single split keeps its own fold numbers (a competition's folds may start at 1)
+    repeat, local = divmod(fold, int(df["fold"].nunique()))
+    return columns[repeat], local, repeat
+
+
+def make_folds(comp: Competition, k: int = 5, seed: int = 42, groups=None, repeats: int = 1) -> pd.DataFrame:
+    """The folds table (id, label, fold[, fold_1 ...][, group]) for a competition, validated.
 
     `groups`: a label per training row (e.g. foldwise.data.leakage.group_ids); rows sharing one stay in one fold. When
-    every row is its own group, or None, the folds are StratifiedKFold's and there is no group column.
+    every row is its own group, or None, the folds are StratifiedKFold's and there is no group column. `repeats` > 1
+    adds repeat r's split, seeded seed + r, as column fold_r.
     """
+    if repeats < 1 or repeats * k > MAX_RUN_FOLDS:
+        raise FoldwiseError(f"--repeats {repeats} with k={k}: give 1 to {MAX_RUN_FOLDS // k} repeats of {k} folds.")
     labels = np.asarray(comp.train_labels)
     groups = merged_groups(groups, comp.train_groups)
     if groups is not None:
@@ -82,6 +107,8 @@ def make_folds(comp: Competition, k: int = 5, seed: int = 42, groups=None) -> pd
     check_class_sizes(comp, k, groups)
     df = pd.DataFrame({"id": comp.train_ids, "label": [comp.classes[i] for i in labels]})
     df["fold"] = assign_folds(labels, k, seed, groups)
+    for r in range(1, repeats):
+        df[f"fold_{r}"] = assign_folds(labels, k, seed + r, groups)
     if groups is not None:
         df["group"] = dense_groups(groups)
     try:
@@ -110,7 +137,7 @@ def merged_groups(duplicates, named) -> np.ndarray | None:
 def folds_csv_text(df: pd.DataFrame) -> str:
     """The exact bytes written for a folds table (same table -> same bytes); `group` only when the table has it."""
     buf = io.StringIO()
-    df[["id", "label", "fold"] + (["group"] if "group" in df.columns else [])].to_csv(
+    df[["id", "label", *repeat_columns(df)] + (["group"] if "group" in df.columns else [])].to_csv(
         buf, index=False, lineterminator="\n"
     )
     return buf.getvalue()
@@ -119,6 +146,9 @@ def folds_csv_text(df: pd.DataFrame) -> str:
 def folds_meta(df: pd.DataFrame, k: int, seed: int, extra: dict | None = None) -> dict:
     """The JSON sidecar: k, seed, method, rows (and duplicate groups), plus `extra` (e.g. the duplicate search)."""
     meta = {"k": k, "seed": seed, "method": "StratifiedKFold(shuffle=True)", "rows": len(df)}
+    if len(repeat_columns(df)) > 1:
+        meta["repeats"] = len(repeat_columns(df))
+        meta["repeat_seeds"] = [seed + r for r in range(meta["repeats"])]
     if "group" in df.columns:
         sizes = df["group"].value_counts()
         meta["method"] = "StratifiedGroupKFold(shuffle=True)"
@@ -179,15 +209,27 @@ def validate_folds(df: pd.DataFrame, comp: Competition, source: Path) -> None:
     wrong = df[df["label"] != df["id"].map(expected)]
     if len(wrong):
         raise FoldwiseError(f"{source}: labels differ from the data for ids {wrong['id'].tolist()[:5]}.")
-    per_fold = df.groupby("fold")["label"].nunique()
-    short = per_fold[per_fold < len(comp.classes)]
-    if len(short):
-        raise FoldwiseError(f"{source}: fold(s) {short.index.tolist()} lack some classes; rebuild the folds.")
-    if "group" in df.columns:
-        spread = df.groupby("group")["fold"].nunique()
-        split = spread[spread > 1].index.tolist()
-        if split:
+    columns = repeat_columns(df)
+    if columns[1:] != [f"fold_{r}" for r in range(1, len(columns))]:
+        raise FoldwiseError(f"{source}: repeat columns {columns[1:]} must be fold_1, fold_2, ... without gaps.")
+    if len(columns) > 1 and set(df["fold"]) != set(range(df["fold"].nunique())):
+        raise FoldwiseError(f"{source}: repeated k-fold numbers its folds 0 to k-1 in every repeat column.")
+    for column in columns:
+        if set(df[column]) != set(df["fold"]):
             raise FoldwiseError(
-                f"{source}: duplicate group(s) {split[:5]} span several folds, so duplicates would leak between "
-                "training and validation; rebuild the folds."
+                f"{source}: {column} has folds {sorted(set(df[column]))}, `fold` has "
+                f"{sorted(set(df['fold']))}; every repeat needs the same k. Rebuild the folds."
             )
+        per_fold = df.groupby(column)["label"].nunique()
+        short = per_fold[per_fold < len(comp.classes)]
+        if len(short):
+            where = "fold(s)" if column == "fold" else f"{column}'s fold(s)"
+            raise FoldwiseError(f"{source}: {where} {short.index.tolist()} lack some classes; rebuild the folds.")
+        if "group" in df.columns:
+            spread = df.groupby("group")[column].nunique()
+            split = spread[spread > 1].index.tolist()
+            if split:
+                raise FoldwiseError(
+                    f"{source}: duplicate group(s) {split[:5]} span several folds of {column}, so duplicates would "
+                    "leak between training and validation; rebuild the folds."
+                )

@@ -23,7 +23,7 @@ from foldwise.reporting import gallery, plots
 from foldwise.reporting.candidates import candidates_section, decision_section
 from foldwise.reporting.render import Section, render_html, render_markdown
 from foldwise.reporting.runplan import budget_section, folds_section
-from foldwise.reporting.sections import config_section, data_section, test_source_section
+from foldwise.reporting.sections import config_section, data_section, repeats_section, test_source_section
 from foldwise.workspace import Workspace
 
 
@@ -106,6 +106,7 @@ def build_sections(ws: Workspace, comp: Competition) -> list[Section]:
         folds_section(ws, comp),
         *[s for s in [budget_section(ws, comp)] if s is not None],
         candidates_section(evidence.choice),
+        *[s for s in [repeats_section(evidence.oofs, comp.metric)] if s is not None],
         Section("Learning curves", ["Per fold, per epoch (history.csv)."], None, ["learning_curves.png"]),
         per_class_section(evidence),
         Section(

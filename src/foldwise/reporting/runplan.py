@@ -36,6 +36,11 @@ def folds_section(ws: Workspace, comp: Competition) -> Section:
         f"`{path}`: k={meta.get('k', df['fold'].nunique())}, seed {meta.get('seed', '?')}, "
         f"{meta.get('method', 'StratifiedKFold')}."
     ]
+    if meta.get("repeats", 1) > 1:
+        text.append(
+            f"Repeated {meta['repeats']} times (seeds {meta.get('repeat_seeds')}): run fold r * k + f holds out repeat "
+            "r's fold f; the table shows repeat 0."
+        )
     if "group" in df.columns:
         sizes = df["group"].value_counts()
         source = "the group column joined with duplicate groups" if meta.get("named_groups") else "duplicate groups"

@@ -88,9 +88,9 @@ def test_source_section(ws: Workspace, comp: Competition, fitted: FittedBlend) -
         exp_dir = ws.comp_dir(comp.name) / exp
         _, source = load_test_logits(exp_dir, comp.test_ids)
         oof = load_oof(exp_dir)
+        logits = oof.repeats[0] if oof.repeats else oof.logits  # repeat 0's logits go with its fold numbers
         accs = [
-            float((oof.logits[oof.folds == k].argmax(1) == oof.labels[oof.folds == k]).mean())
-            for k in np.unique(oof.folds)
+            float((logits[oof.folds == k].argmax(1) == oof.labels[oof.folds == k]).mean()) for k in np.unique(oof.folds)
         ]
         average = fold_average_logits(exp_dir, comp.test_ids)  # exactly what the submission averages
         agree = ""
@@ -117,3 +117,30 @@ def config_section(ws: Workspace, comp: Competition, models: list[str]) -> Secti
             text.append(f"`{exp}` (folds sha256 {meta['folds_sha256'][:12]}, run seeds = recipe seed*100 + fold):")
             text.append("```\n" + yaml.safe_dump(meta["recipe"], sort_keys=False).strip() + "\n```")
     return Section("Configuration", text)
+
+
+def repeats_section(oofs: list, metric_name: str) -> Section | None:
+    """Repeated k-fold: each model's OOF score per repeat, their spread, and the score of the repeats' mean logits
+    (what the blend is fitted on); None without repeats."""
+    from foldwise.blending.calibration import softmax
+    from foldwise.blending.metrics import safe_score
+    from foldwise.metrics import metric
+
+    with_repeats = [o for o in oofs if o.repeats]
+    if not with_repeats:
+        return None
+    scored = metric(metric_name)
+    count = max(len(o.repeats) for o in with_repeats)
+    header = ["model", *[f"repeat {r}" for r in range(count)], "mean ± sd", "repeats' mean logits"]
+    body = []
+    for oof in with_repeats:
+        scores = [safe_score(scored, softmax(logits), oof.labels) for logits in oof.repeats]
+        cells = [f"{s:.4f}" for s in scores] + [""] * (count - len(scores))
+        mean = safe_score(scored, softmax(oof.logits), oof.labels)
+        body.append([oof.name, *cells, f"{np.mean(scores):.4f} ± {np.std(scores):.4f}", f"{mean:.4f}"])
+    text = [
+        f"Repeated k-fold: every row is held out once per repeat, each repeat with its own seeded split. The spread "
+        f"of {scored.name} between repeats is how much one split's luck moves the OOF score; the blend is chosen and "
+        "fitted on the mean of the repeats' logits (the last column), and the submission averages all fold models."
+    ]
+    return Section("Repeated k-fold", text, (header, body))

@@ -24,7 +24,7 @@ from foldwise import __version__
 from foldwise.config import Recipe, recipe_from_dict
 from foldwise.data.competition import Competition
 from foldwise.data.content import fingerprint
-from foldwise.data.folds import read_folds
+from foldwise.data.folds import read_folds, repeat_columns, split_of
 from foldwise.data.images import native_image_size
 from foldwise.errors import FoldwiseError
 from foldwise.fileio import make_dirs, not_writable, sha256_file
@@ -177,9 +177,16 @@ def run_status(run_dir: Path, fold: int | None, meta: dict) -> str:
 
 
 def fold_numbers(ws: Workspace, comp: Competition, fold: str) -> list[int]:
-    """'all' -> every fold in the folds file; 'K' or 'K,L' -> those folds (which must exist)."""
+    """'all' -> every fold in the folds file (with repeats, numbered r * k + fold); 'K' or 'K,L' -> those folds
+    (which must exist)."""
     path = ws.folds_csv(comp.name)
-    present = sorted(int(f) for f in set(read_folds(path, comp)["fold"]))
+    df = read_folds(path, comp)
+    columns = repeat_columns(df)
+    present = (
+        sorted(int(f) for f in set(df["fold"]))
+        if len(columns) == 1
+        else list(range(df["fold"].nunique() * len(columns)))
+    )
     if fold == "all":
         return present
     try:
@@ -192,10 +199,24 @@ def fold_numbers(ws: Workspace, comp: Competition, fold: str) -> list[int]:
     return wanted
 
 
+def fold_layout(ws: Workspace, comp: Competition) -> tuple[int, int]:
+    """(k, repeats) of the competition's folds file."""
+    df = read_folds(ws.folds_csv(comp.name), comp)
+    return int(df["fold"].nunique()), len(repeat_columns(df))
+
+
+def repeat_of(plan: RunPlan) -> int:
+    """Which repeat of repeated k-fold the plan's fold belongs to (0 without repeats and for the full retrain)."""
+    return 0 if plan.fold is None else split_of(read_folds(plan.folds_csv, plan.comp), plan.fold)[2]
+
+
 def fold_rows(plan: RunPlan) -> tuple[list[int], list[int]]:
-    """(training rows, held-out rows) of the plan's fold in competition row order; the full retrain holds none out."""
+    """(training rows, held-out rows) of the plan's fold in competition row order; the full retrain holds none out.
+    With repeated k-fold, fold r * k + f holds out repeat r's fold f."""
     comp, fold = plan.comp, plan.fold
-    fold_of = dict(zip(*(read_folds(plan.folds_csv, comp)[c] for c in ("id", "fold"))))
+    df = read_folds(plan.folds_csv, comp)
+    column, fold = split_of(df, fold)[:2] if fold is not None else ("fold", None)
+    fold_of = dict(zip(df["id"], df[column]))
     valid = [row for row, id_ in enumerate(comp.train_ids) if fold is not None and fold_of[id_] == fold]
     train = [row for row, id_ in enumerate(comp.train_ids) if fold is None or fold_of[id_] != fold]
     if fold is not None and not valid:

@@ -33,7 +33,7 @@ from foldwise.training.inputs import CachedFeatures, Inputs, ResidentImages, Str
 from foldwise.training.models import create_model, normalization
 from foldwise.training.predict import predict_again
 from foldwise.training.probe import resolved
-from foldwise.training.runs import TEST_PIXELS, RunPlan, claim, fold_rows, full_epochs, plan_run
+from foldwise.training.runs import TEST_PIXELS, RunPlan, claim, fold_rows, full_epochs, plan_run, repeat_of
 from foldwise.training.stream import choose_pipeline
 from foldwise.training.weights import resolve_weights_file
 from foldwise.workspace import Workspace
@@ -195,7 +195,9 @@ def write_artifacts(run: Run, oof_logits: np.ndarray | None, test_logits: np.nda
     if oof_logits is not None:
         ids = np.array([comp.train_ids[i] for i in run.valid_rows.tolist()])
         labels = valid_labels(run)
-        save_npz(plan.run_dir / "oof.npz", ids=ids, logits=oof_logits, labels=labels)
+        repeat = repeat_of(plan)  # repeated k-fold: which repeat's OOF rows these are (absent for repeat 0)
+        extra = {"repeat": np.int64(repeat)} if repeat else {}
+        save_npz(plan.run_dir / "oof.npz", ids=ids, logits=oof_logits, labels=labels, **extra)
     save_npz(plan.run_dir / "test.npz", ids=np.array(comp.test_ids), logits=test_logits)
     weights = run.trainer.final_model.state_dict()  # the EMA's when on
     if run.trainer.module is not run.model:  # only the classifier trained: it goes back into the whole model
