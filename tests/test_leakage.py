@@ -289,3 +289,29 @@ def test_report_without_duplicate_search_reads_no_image(tiny_comp, monkeypatch):
     assert main(["--root", str(root), "folds", str(tiny_comp), "--no-dedup", "--force"]) == 0
     monkeypatch.setattr(content, "file_digest", lambda p: pytest.fail(f"read {p}"))
     assert "exact content only, from cached content digests" in duplicates_text(ws, comp)
+
+
+def test_a_chain_of_look_alikes_is_split_but_copies_stay_together():
+    """120 hashes in a random walk of 2-bit steps link into one component at 4 bits: a chain (over 50 images), not a
+    duplicate set. It is re-linked at lower thresholds; byte-identical rows inside it stay one group, and a small group
+    of real near-duplicates elsewhere is kept at the requested threshold."""
+    rng = np.random.default_rng(0)
+    walk = [np.uint64(0x5A5A_5A5A_A5A5_A5A5)]
+    for _ in range(119):
+        i, j = rng.choice(64, size=2, replace=False)
+        walk.append(walk[-1] ^ np.uint64((1 << int(i)) | (1 << int(j))))
+    far = np.uint64(0x0123_4567_89AB_CDEF)
+    small = [far, far ^ np.uint64(0b11), far ^ np.uint64(0b1111)]  # 2 and 4 bits apart: a real group of 3
+    hashes = np.array(walk + small, dtype=np.uint64)
+    content = [f"w{n}" for n in range(120)] + ["s0", "s1", "s2"]
+    content[60] = content[10]  # rows 10 and 60: the same file under two names
+    n = len(hashes)
+    whole = link_duplicates(hashes, np.full(n, 50.0), content, n_train=n, threshold=0)
+    assert whole.chains == ()  # at 0 bits there is nothing lower to try, and nothing chains here
+    report = link_duplicates(hashes, np.full(n, 50.0), content, n_train=n, threshold=4)
+    assert len(report.chains) == 1 and report.chains[0]["images"] == 120
+    assert report.chains[0]["threshold"] < 4 and report.largest_group <= 50
+    assert [10, 60] in report.train_groups  # copies are never split
+    assert [120, 121, 122] in report.train_groups  # under the limit: untouched
+    assert "a chain of 120 look-alikes" in report.summary()
+    assert report.counts()["chains_split"] == list(report.chains)

@@ -61,6 +61,11 @@ def duplicates_text(ws: Workspace, comp: Competition) -> str:
         f"{found['train_byte_identical_images']} byte-identical; each group kept inside one fold), "
         f"{found['test_images_like_train']} test images like a training image "
         f"({found['test_byte_identical_to_train']} byte-identical)."
+        + "".join(
+            f" A chain of {c['images']} look-alikes (too many to be copies of one image) was split by re-linking "
+            f"at {c['threshold']} bits (largest part {c['largest_part']})."
+            for c in found.get("chains_split", [])
+        )
     )
 
 
