@@ -57,8 +57,10 @@ def facts(**changes):
         ({"speeds": {"speed-wide": 5000, "speed": 9000}}, ["speed-wide"]),  # a GPU: the wide net fits the pace
         ({"speeds": {"speed-wide": 250, "speed": 900}}, ["speed"]),  # a 2-core CPU: the narrow one
         ({"speeds": {"speed-wide": 250, "speed": 900}, "images": 1000}, ["speed-wide", "cpu-cnn", "cpu-resnet"]),
-        ({"speeds": {"speed-wide": 250, "speed": 2000}, "budget": 3600}, ["speed"]),  # 1 h: a third per recipe
+        ({"speeds": {"speed-wide": 250, "speed": 2000}, "budget": 3600}, ["speed"]),  # 1 h over 5 folds: 9.6 min
         ({"speeds": {"speed-wide": 250, "speed": 2000}, "budget": 4 * 3600}, ["speed-wide"]),
+        ({"speeds": {"speed-wide": 250, "speed": 2000}, "budget": 3600, "folds": 1}, ["speed-wide"]),  # FOLDS=0: 48 min
+        ({"speeds": {"speed-wide": 250, "speed": 2000}, "budget": 1800, "folds": 1}, ["speed"]),  # 24 min < 34
     ],
 )
 def test_the_choice_follows_the_data_and_the_machine(changes, recipes):
@@ -67,6 +69,13 @@ def test_the_choice_follows_the_data_and_the_machine(changes, recipes):
     choice = choose(facts(**changes))
     assert choice.recipes == recipes and choice.reasons
     assert all(load_recipe(name).name == name for name in choice.recipes)
+
+
+def test_folds_to_train_counts_what_the_run_trains():
+    from foldwise.training.choose import folds_to_train
+
+    assert folds_to_train("all", 5) == 5 and folds_to_train("all", 5, repeats=3) == 15
+    assert folds_to_train("0", 5) == 1 and folds_to_train("0,2", 10) == 2
 
 
 def test_foldwise_recipes_prints_the_facts_and_why(tiny_comp, tmp_path, capsys, monkeypatch):

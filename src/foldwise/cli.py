@@ -37,10 +37,11 @@ def cmd_describe(args, ws: Workspace) -> None:
 def cmd_recipes(args, ws: Workspace) -> None:
     from foldwise.budget import parse_duration
     from foldwise.data.formats import load_competition
-    from foldwise.training.choose import describe_choice
+    from foldwise.training.choose import describe_choice, folds_to_train
 
     budget = parse_duration(args.time) if args.time else None
-    print(describe_choice(load_competition(args.comp, args.layout), budget))
+    folds = folds_to_train(args.folds, args.k)
+    print(describe_choice(load_competition(args.comp, args.layout), budget, folds))
 
 
 def cmd_folds(args, ws: Workspace) -> None:
@@ -103,12 +104,13 @@ def cmd_plan(args, ws: Workspace) -> None:
     from foldwise.config import load_recipes
     from foldwise.data.formats import load_competition
     from foldwise.loop import planned
-    from foldwise.training.choose import default_recipes
+    from foldwise.training.choose import default_recipes, folds_to_train
     from foldwise.training.runs import fold_layout, fold_numbers
 
     comp = load_competition(args.comp, args.layout)
     budget = parse_duration(args.time) if args.time else None
-    recipes = load_recipes(args.config or default_recipes(comp, budget), args.set)
+    chosen = args.config or default_recipes(comp, budget, folds_to_train(args.folds, args.k))
+    recipes = load_recipes(chosen, args.set)
     exists = ws.folds_csv(comp.name).exists()
     folds = fold_numbers(ws, comp, args.folds) if exists else list(range(args.k)) if args.folds == "all" else [0]
     planned(comp, recipes, folds, fold_layout(ws, comp)[0] if exists else args.k, args.time or "", time.time())
@@ -165,6 +167,8 @@ def add_data_commands(sub) -> None:
 
     p = with_comp(sub.add_parser("recipes", help="print the recipes submit.sh trains by default here, and why"))
     p.add_argument("--time", help="the time budget the run will have (45m, 1h30m): the pace the choice assumes")
+    p.add_argument("--folds", default="all", help="folds the run will train (all, 0, 0,2): they share the budget")
+    p.add_argument("--k", type=int, default=5, help="number of folds (default 5)")
     p.set_defaults(func=cmd_recipes)
 
     p = with_comp(sub.add_parser("folds", help="stratified, duplicate-aware k-fold split -> folds/<comp>.csv"))

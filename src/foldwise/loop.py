@@ -43,14 +43,15 @@ def run_pipeline(comp_dir: Path, ws: Workspace, options: RunOptions, layout: str
     from foldwise.config import load_recipes
     from foldwise.data.formats import load_competition
     from foldwise.reporting.report import write_report
-    from foldwise.training.choose import default_recipes
+    from foldwise.training.choose import default_recipes, folds_to_train
     from foldwise.training.runs import fold_layout, fold_numbers
 
     start = time.time()
     comp = load_competition(comp_dir, layout, options.metric or None, options.group_column or None)
     budget = parse_duration(options.time) if options.time else None
     if not options.recipes:  # chosen once: GPU children and reruns train exactly these
-        options = replace(options, recipes=default_recipes(comp, budget))
+        folds = folds_to_train(options.folds, options.k, options.repeats)
+        options = replace(options, recipes=default_recipes(comp, budget, folds))
     recipes = load_recipes(options.recipes, options.overrides)
     folds_args = (options.k, options.seed, options.dup_threshold, options.dedup, options.force, options.repeats)
     stage("1/5 folds", folds_step(comp, ws, *folds_args))

@@ -10,9 +10,11 @@ The rules, each measured on real data (numbers in README "Choosing recipes"):
   measured here (on intel-mini's 2-core CPU it would take 16 of 20 minutes and scored below both frozen ones).
 - Larger images without reachable weights: the three small CPU nets from scratch (the old default).
 - Small images (up to 64 px): the speed net at the images' own size; its width is the widest of SPEED_WIDTHS whose
-  recipe-length training of one fold fits the pace (PACE_SECONDS, or the time budget's share) at the speed measured
-  here, so a GPU gets airbench's widths and a 2-core CPU narrower ones. Beside it cpu-cnn and cpu-resnet for the
-  blend, while the data is small enough that they cost little (under BLEND_MEMBERS_UP_TO training images).
+  recipe-length training of one fold fits the pace at the speed measured here (PACE_SECONDS; with a time budget,
+  BUDGET_TRAINING_SHARE of it split over the folds to train, as the planner drops the full retrain first), so a GPU
+  gets airbench's widths and a 2-core CPU narrower ones; a one-fold run with an hour gets them on that CPU too.
+  Beside it cpu-cnn and cpu-resnet for the blend, while the data is small enough that they cost little (under
+  BLEND_MEMBERS_UP_TO training images).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ FINETUNE_RUNS = 6  # five folds and the full retrain
 SCRATCH_RECIPES = ("cpu-cnn", "cpu-resnet", "cpu-effnet")
 SPEED_WIDTHS = ("speed-wide", "speed")  # widest first: 64/256/256 (airbench94), then 32/64/128
 PACE_SECONDS = 20 * 60  # without a time budget: one fold of the speed recipe should train within this
+BUDGET_TRAINING_SHARE = 0.8  # with one: the share of it the folds' training may take (the rest: probes, predictions)
 BLEND_MEMBERS_UP_TO = 30_000  # training images: cpu-cnn and cpu-resnet join the speed net below this
 
 
@@ -49,6 +52,7 @@ class Facts:
     device: str  # cpu | cuda
     weights: bool  # ImageNet weights for the photo recipes reachable without a download
     budget: float | None = None  # seconds (TIME / --time), None = no budget
+    folds: int = 5  # folds the run trains (FOLDS: all = k x repeats); with a budget they share it
     speeds: dict = field(default_factory=dict)  # speed recipe name -> measured training img/s here
 
 
@@ -93,7 +97,7 @@ def speed_of(name: str, comp: Competition, device) -> float:
     return probe(recipe, device, len(comp.classes)).train_ips
 
 
-def facts_of(comp: Competition, budget: float | None = None) -> Facts:
+def facts_of(comp: Competition, budget: float | None = None, folds: int = 5) -> Facts:
     """The facts about this competition and machine; speed probes of the speed nets for small images, of the
     fine-tuned Lite0 for photos."""
     from foldwise.training.device import resolve_device
@@ -111,6 +115,7 @@ def facts_of(comp: Competition, budget: float | None = None) -> Facts:
         device=device.type,
         weights=weights,
         budget=budget,
+        folds=folds,
         speeds={n: speed_of(n, comp, device) for n in probed},
     )
 
@@ -124,15 +129,17 @@ def training_minutes(name: str, facts: Facts, runs: int = 1) -> float:
 
 def choose(facts: Facts) -> Choice:
     """The rules of the module docstring, applied to `facts`."""
-    pace = PACE_SECONDS if facts.budget is None else facts.budget / 3
     if facts.side > SMALL_SIDE:
-        return choose_photos(facts, pace)
+        return choose_photos(facts, PACE_SECONDS if facts.budget is None else facts.budget / 3)
+    pace = PACE_SECONDS if facts.budget is None else BUDGET_TRAINING_SHARE * facts.budget / max(facts.folds, 1)
     speed, reasons = SPEED_WIDTHS[-1], []
+    share = f"{BUDGET_TRAINING_SHARE:.0%} of the budget"
+    per_fold = "" if facts.budget is None else f" per fold: {share} over {facts.folds}"
     for name in SPEED_WIDTHS:
         ips, minutes = facts.speeds.get(name, 0.0), training_minutes(name, facts)
         fits = minutes * 60 <= pace
         reasons.append(f"{name}: {ips:,.0f} img/s here, one fold about {minutes:.0f} min ({'fits' if fits else 'over'}")
-        reasons[-1] += f" a pace of {pace / 60:.0f} min)"
+        reasons[-1] += f" a pace of {pace / 60:.0f} min{per_fold})"
         if fits:
             speed = name
             break
@@ -158,17 +165,22 @@ def choose_photos(facts: Facts, pace: float) -> Choice:
     return Choice([*PHOTO_RECIPES, FINETUNE_RECIPE] if fits else list(PHOTO_RECIPES), [why, tuned])
 
 
-def default_recipes(comp: Competition, budget: float | None = None) -> list[str]:
-    """The chosen recipe names, with the reasons logged."""
-    choice = choose(facts_of(comp, budget))
+def default_recipes(comp: Competition, budget: float | None = None, folds: int = 5) -> list[str]:
+    """The chosen recipe names for a run training `folds` folds, with the reasons logged."""
+    choice = choose(facts_of(comp, budget, folds))
     log.info("%s: default recipes %s (%s)", comp.name, ", ".join(choice.recipes), "; ".join(choice.reasons))
     return choice.recipes
 
 
-def describe_choice(comp: Competition, budget: float | None = None) -> str:
+def describe_choice(comp: Competition, budget: float | None = None, folds: int = 5) -> str:
     """`foldwise recipes`: the facts, the choice and why."""
-    facts = facts_of(comp, budget)
+    facts = facts_of(comp, budget, folds)
     choice = choose(facts)
     shown = replace(facts, speeds={k: round(v) for k, v in facts.speeds.items()})
     lines = [f"{k}: {v}" for k, v in vars(shown).items()]
     return "\n".join([*lines, "recipes: " + " ".join(choice.recipes), *[f"why: {r}" for r in choice.reasons]])
+
+
+def folds_to_train(spec: str, k: int, repeats: int = 1) -> int:
+    """How many folds a FOLDS spec trains: all -> k x repeats, "0" -> 1, "0,2" -> 2 (before the folds file exists)."""
+    return k * repeats if spec == "all" else len([f for f in spec.split(",") if f.strip()])
