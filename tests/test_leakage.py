@@ -315,3 +315,29 @@ def test_a_chain_of_look_alikes_is_split_but_copies_stay_together():
     assert [120, 121, 122] in report.train_groups  # under the limit: untouched
     assert "a chain of 120 look-alikes" in report.summary()
     assert report.counts()["chains_split"] == list(report.chains)
+    assert report.chains[0]["threshold"] in (0, 2)  # even steps: 3 bits would link what 2 does
+
+
+def test_a_chain_splits_at_its_bridge_and_each_part_keeps_its_links():
+    """Two tight clusters of 40 (2 bits from their centre) joined by one 4-bit bridge: 80 images over the limit of
+    50 at 4 bits; at 2 bits the bridge breaks and each cluster stays one group, with its own near-duplicate links."""
+    rng = np.random.default_rng(1)
+    centres = [np.uint64(0x0F0F_0F0F_0F0F_0F0F), np.uint64(0x0F0F_0F0F_0F0F_0F0F) ^ np.uint64(0b1111 << 40)]
+    hashes = []
+    for centre in centres:
+        hashes.append(centre)
+        for _ in range(39):
+            i, j = rng.choice(32, size=2, replace=False)  # bits 0-31: never the bridge's bits 40-43
+            hashes.append(centre ^ np.uint64((1 << int(i)) | (1 << int(j))))
+    hashes = np.array(hashes, dtype=np.uint64)
+    n = len(hashes)
+    report = link_duplicates(hashes, np.full(n, 50.0), [f"x{i}" for i in range(n)], n_train=n, threshold=4)
+    assert report.train_groups == [list(range(40)), list(range(40, 80))]
+    assert report.chains == ({"images": 80, "threshold": 2, "largest_part": 40},)
+
+
+def test_a_chain_of_identical_hashes_is_not_called_split():
+    """60 different files with one pHash: at 0 bits they still link, nothing splits, and no chain is reported."""
+    hashes = np.full(60, np.uint64(0x3C3C_3C3C_C3C3_C3C3), dtype=np.uint64)
+    report = link_duplicates(hashes, np.full(60, 50.0), [f"f{i}" for i in range(60)], n_train=60, threshold=4)
+    assert report.train_groups == [list(range(60))] and report.chains == ()

@@ -42,8 +42,10 @@ def test_broken_repeat_columns_are_refused(tiny_comp, tmp_path):
     uneven = df.assign(fold_2=df["fold_2"].where(df["fold_2"] != 4, 0))
     with pytest.raises(FoldwiseError, match="every repeat needs the same k"):
         validate_folds(uneven, comp, tmp_path / "f.csv")
-    grouped = df.assign(group=np.arange(len(df)) // 2)  # pairs that repeat 1 splits apart
-    with pytest.raises(FoldwiseError, match="span several folds of fold"):
+    # groups that repeat 0 keeps whole (its fold and label) but repeat 1 splits apart
+    grouped = df.assign(group=df["fold"] * 100 + df["label"].astype("category").cat.codes)
+    assert (grouped.groupby("group")["fold"].nunique() == 1).all()
+    with pytest.raises(FoldwiseError, match=r"span several folds of fold_1\b"):
         validate_folds(grouped, comp, tmp_path / "f.csv")
     with pytest.raises(FoldwiseError, match="--repeats 20 with k=5"):
         make_folds(comp, k=5, repeats=20)
@@ -92,6 +94,28 @@ def test_oof_is_the_mean_of_complete_repeats(tmp_path, caplog):
     write_oof(exp, 5, ids[[0]], first[[0]], labels[[0]], 2)  # id i0 held out twice within repeat 2
     with pytest.raises(FoldwiseError, match=r"two folds' oof.npz \(repeat 2\)"):
         load_oof(exp)
+
+
+def test_a_fold_left_from_other_folds_is_refused_not_averaged(tmp_path):
+    """fold2 of an old REPEATS=2 split after the folds were rebuilt with one repeat: its repeat still covers every
+    row, so averaging it in would go unnoticed; the folds' checksums tell, and both OOF and test loading refuse."""
+    import yaml
+
+    from foldwise.blending.submit import fold_average_logits
+
+    ids, labels = np.array(["a", "b"]), np.array([0, 1])
+    logits = np.zeros((2, 2), np.float32)
+    exp = tmp_path / "exp"
+    for fold, rows, repeat, sha in ((0, [0], 0, "new"), (1, [1], 0, "new"), (2, [0, 1], 1, "old")):
+        write_oof(exp, fold, ids[rows], logits[rows], labels[rows], repeat)
+        save_npz(exp / f"fold{fold}" / "test.npz", ids=np.array(["t"]), logits=np.zeros((1, 2), np.float32))
+        (exp / f"fold{fold}" / "config.yaml").write_text(yaml.safe_dump({"folds_sha256": sha * 8}))
+    with pytest.raises(FoldwiseError, match="fold2 on folds sha256 oldold"):
+        load_oof(exp)
+    with pytest.raises(FoldwiseError, match="different folds files"):
+        fold_average_logits(exp, ("t",))
+    (exp / "fold2" / "config.yaml").write_text(yaml.safe_dump({"folds_sha256": "new" * 8}))
+    assert len(load_oof(exp).repeats) == 2
 
 
 def test_repeated_run_end_to_end(tmp_path, capsys):

@@ -40,7 +40,7 @@ def cmd_recipes(args, ws: Workspace) -> None:
     from foldwise.training.choose import describe_choice, folds_to_train
 
     budget = parse_duration(args.time) if args.time else None
-    folds = folds_to_train(args.folds, args.k)
+    folds = folds_to_train(args.folds, args.k, args.repeats)
     print(describe_choice(load_competition(args.comp, args.layout), budget, folds))
 
 
@@ -109,10 +109,11 @@ def cmd_plan(args, ws: Workspace) -> None:
 
     comp = load_competition(args.comp, args.layout)
     budget = parse_duration(args.time) if args.time else None
-    chosen = args.config or default_recipes(comp, budget, folds_to_train(args.folds, args.k))
-    recipes = load_recipes(chosen, args.set)
     exists = ws.folds_csv(comp.name).exists()
-    folds = fold_numbers(ws, comp, args.folds) if exists else list(range(args.k)) if args.folds == "all" else [0]
+    folds = (
+        fold_numbers(ws, comp, args.folds) if exists else list(range(folds_to_train(args.folds, args.k, args.repeats)))
+    )
+    recipes = load_recipes(args.config or default_recipes(comp, budget, len(folds)), args.set)
     planned(comp, recipes, folds, fold_layout(ws, comp)[0] if exists else args.k, args.time or "", time.time())
 
 
@@ -169,6 +170,7 @@ def add_data_commands(sub) -> None:
     p.add_argument("--time", help="the time budget the run will have (45m, 1h30m): the pace the choice assumes")
     p.add_argument("--folds", default="all", help="folds the run will train (all, 0, 0,2): they share the budget")
     p.add_argument("--k", type=int, default=5, help="number of folds (default 5)")
+    p.add_argument("--repeats", type=int, default=1, help="repeated k-fold: splits of k folds (default 1)")
     p.set_defaults(func=cmd_recipes)
 
     p = with_comp(sub.add_parser("folds", help="stratified, duplicate-aware k-fold split -> folds/<comp>.csv"))
@@ -249,6 +251,7 @@ def add_plan_command(sub) -> None:
     p.add_argument("--time", help="the budget, e.g. 45m; without it, the full plan's estimate")
     p.add_argument("--folds", default="all", help="folds the run would train (default all)")
     p.add_argument("--k", type=int, default=5, help="folds in all when the folds file does not exist yet")
+    p.add_argument("--repeats", type=int, default=1, help="repeats of k folds when the folds file does not exist yet")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a recipe key")
     p.set_defaults(func=cmd_plan)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from foldwise import __version__
 from foldwise.blending.ensemble import METHODS, FittedBlend, fit_blend, nested_cv_proba
@@ -40,10 +41,28 @@ class OOF:
     repeats: tuple[np.ndarray, ...] = ()  # (N, C) per complete repeat, when there are two or more
 
 
+def fold_files(exp_dir: Path, name: str) -> list[Path]:
+    """fold*/<name> of one experiment in fold order, all trained on one folds file: a fold left from other folds (e.g.
+    fold7 of REPEATS=3 after the folds were rebuilt with fewer repeats) is an error naming it, never averaged in."""
+    files = sorted(exp_dir.glob(f"fold*/{name}"), key=lambda f: int(re.sub(r"\D", "", f.parent.name) or -1))
+    by_folds: dict[str, list[str]] = {}
+    for f in files:
+        config = f.parent / "config.yaml"
+        meta = (yaml.safe_load(config.read_text()) or {}) if config.exists() else {}
+        by_folds.setdefault(str(meta.get("folds_sha256", "")), []).append(f.parent.name)
+    if len(by_folds) > 1:
+        sets = "; ".join(f"{', '.join(dirs)} on folds sha256 {sha[:12] or '?'}" for sha, dirs in by_folds.items())
+        raise FoldwiseError(
+            f"{exp_dir}: its folds were trained on different folds files ({sets}). The folds changed since some "
+            "of them trained: retrain the stale ones (`--force`) or delete the folders that no longer exist."
+        )
+    return files
+
+
 def load_oof(exp_dir: Path) -> OOF:
     """Concatenate fold*/oof.npz of one experiment, sorted by id; repeats of repeated k-fold are averaged (a repeat
     whose folds are not all trained yet is left out, saying so)."""
-    files = sorted(exp_dir.glob("fold*/oof.npz"), key=lambda f: int(re.sub(r"\D", "", f.parent.name)))
+    files = fold_files(exp_dir, "oof.npz")
     if not files:
         raise FoldwiseError(f"{exp_dir}: no fold*/oof.npz; train it first (`foldwise train -c configs/<recipe>.yaml`).")
     by_repeat: dict[int, list] = {}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from foldwise.blending.blend import check_inputs_unchanged
+from foldwise.blending.blend import check_inputs_unchanged, fold_files
 from foldwise.blending.ensemble import FittedBlend
 from foldwise.blending.formats import expected_frame, submission_frame, validate_submission
 from foldwise.blending.postprocess import decision_of
@@ -30,7 +30,7 @@ def read_test_logits(path: Path, test_ids: tuple[str, ...]) -> np.ndarray:
 def fold_average_logits(exp_dir: Path, test_ids: tuple[str, ...]) -> np.ndarray | None:
     """The mean of an experiment's fold models' test logits (None when no fold has them): the one fold average the
     submission and the report both use."""
-    files = sorted(exp_dir.glob("fold*/test.npz"))
+    files = fold_files(exp_dir, "test.npz")
     return np.mean([read_test_logits(f, test_ids) for f in files], axis=0) if files else None
 
 
@@ -42,7 +42,7 @@ def load_test_logits(exp_dir: Path, test_ids: tuple[str, ...]) -> tuple[np.ndarr
     average = fold_average_logits(exp_dir, test_ids)
     if average is None:
         raise FoldwiseError(f"{exp_dir}: no full/test.npz or fold*/test.npz; train it first.")
-    return average, f"mean logits of {len(list(exp_dir.glob('fold*/test.npz')))} fold models"
+    return average, f"mean logits of {len(fold_files(exp_dir, 'test.npz'))} fold models"
 
 
 def make_submission(comp: Competition, ws: Workspace) -> tuple[Path, dict]:

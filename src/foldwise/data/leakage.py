@@ -172,13 +172,20 @@ def chain_limit(n_train: int) -> int:
     return max(CHAIN_MIN, int(CHAIN_SHARE * n_train))
 
 
+def below(threshold: int) -> int:
+    """The next lower even threshold (4 -> 2, 3 -> 2, 2 -> 0, 1 -> 0): a 64-bit pHash has (almost always) 32 ones,
+    so an odd threshold links exactly what the even one below it links."""
+    return max((threshold - 1) // 2 * 2, 0)
+
+
 def _split_chains(groups, hashes, usable, exact, n_train: int, threshold: int):
     """Groups over chain_limit re-linked at lower thresholds until every part is within it (byte-identical rows
     always stay linked; a part within the limit keeps the links it has); returns (groups, one dict per chain split)."""
     limit, kept, chains = chain_limit(n_train), [], []
 
     def split(group: list[int], lower: int) -> tuple[list[list[int]], int]:
-        """(parts, lowest threshold used) of one over-limit group re-linked at `lower` bits, recursively."""
+        """(parts, lowest threshold used) of one over-limit group re-linked at `lower` bits, recursively (2 bits at
+        a time: pHash distances are even)."""
         members = np.asarray(group)
         (near_a, near_b), _ = _near_links(hashes, np.intersect1d(usable, members), n_train, lower)
         parts, lowest = [], lower
@@ -186,7 +193,7 @@ def _split_chains(groups, hashes, usable, exact, n_train: int, threshold: int):
             if len(part) <= limit or lower == 0 or len(set(exact[part].tolist())) == 1:
                 parts.append(part)
             else:
-                more, deeper = split(part, lower - 1)
+                more, deeper = split(part, below(lower))
                 parts, lowest = parts + more, min(lowest, deeper)
         return parts, lowest
 
@@ -194,8 +201,9 @@ def _split_chains(groups, hashes, usable, exact, n_train: int, threshold: int):
         if len(group) <= limit or threshold == 0 or len(set(exact[group].tolist())) == 1:  # small, or one file
             kept.append(group)
             continue
-        parts, lowest = split(group, threshold - 1)
-        chains.append({"images": len(group), "threshold": lowest, "largest_part": max(map(len, parts), default=1)})
+        parts, lowest = split(group, below(threshold))
+        if len(parts) != 1 or len(parts[0]) < len(group):  # identical hashes can hold a chain together at 0 bits
+            chains.append({"images": len(group), "threshold": lowest, "largest_part": max(map(len, parts), default=1)})
         kept.extend(parts)
     return sorted(kept, key=lambda g: g[0]), chains
 

