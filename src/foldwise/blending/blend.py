@@ -41,10 +41,15 @@ class OOF:
     repeats: tuple[np.ndarray, ...] = ()  # (N, C) per complete repeat, when there are two or more
 
 
+def fold_number(file: Path) -> int:
+    """The fold of a run's file, from its folder's name (fold7/oof.npz -> 7)."""
+    return int(re.sub(r"\D", "", file.parent.name) or -1)
+
+
 def fold_files(exp_dir: Path, name: str) -> list[Path]:
     """fold*/<name> of one experiment in fold order, all trained on one folds file: a fold left from other folds (e.g.
     fold7 of REPEATS=3 after the folds were rebuilt with fewer repeats) is an error naming it, never averaged in."""
-    files = sorted(exp_dir.glob(f"fold*/{name}"), key=lambda f: int(re.sub(r"\D", "", f.parent.name) or -1))
+    files = sorted(exp_dir.glob(f"fold*/{name}"), key=fold_number)
     by_folds: dict[str, list[str]] = {}
     for f in files:
         config = f.parent / "config.yaml"
@@ -69,20 +74,22 @@ def load_oof(exp_dir: Path) -> OOF:
     for f in files:
         part = np.load(f)
         repeat = int(part["repeat"]) if "repeat" in part.files else 0
-        by_repeat.setdefault(repeat, []).append((int(re.sub(r"\D", "", f.parent.name)), part))
-    first, *rest = [one_repeat(exp_dir, r, parts) for r, parts in sorted(by_repeat.items())]
-    complete = [first] + [other for other in rest if np.array_equal(other[0], first[0])]
-    for r, other in zip(sorted(by_repeat)[1:], rest):
-        if not np.array_equal(other[0], first[0]):
+        by_repeat.setdefault(repeat, []).append((fold_number(f), part))
+    first, *rest = [(r, one_repeat(exp_dir, r, parts)) for r, parts in sorted(by_repeat.items())]
+    ids, logits, labels, folds = first[1]
+    complete = [logits]
+    for r, (other_ids, other_logits, _, _) in rest:
+        if np.array_equal(other_ids, ids):
+            complete.append(other_logits)
+        else:
             log.warning(
                 "%s: repeat %d covers %d of %d rows; left out until its folds are trained",
                 exp_dir,
                 r,
-                len(other[0]),
-                len(first[0]),
+                len(other_ids),
+                len(ids),
             )
-    ids, logits, labels, folds = first
-    repeats = tuple(c[1] for c in complete) if len(complete) > 1 else ()
+    repeats = tuple(complete) if len(complete) > 1 else ()
     mean = np.mean(repeats, axis=0, dtype=np.float64).astype(np.float32) if repeats else logits
     return OOF(name=exp_dir.name, ids=ids, logits=mean, labels=labels, folds=folds, repeats=repeats)
 

@@ -99,12 +99,7 @@ class LeakageReport:
             f"{len(self.train_groups)} group(s) of training images ({self.train_images_in_groups} images, "
             f"{self.exact_train_images} byte-identical, largest group {self.largest_group}); "
             f"{len(self.train_test_pairs)} of {self.n_test} test images look like a training image "
-            f"({sum(self.pair_exact)} byte-identical)"
-            + "".join(
-                f"; a chain of {c['images']} look-alikes (over {chain_limit(self.n_train)} images, too many to be "
-                f"copies) split by re-linking at {c['threshold']} bits (largest part {c['largest_part']})"
-                for c in self.chains
-            )
+            f"({sum(self.pair_exact)} byte-identical)" + "".join(f"; {chain_text(c)}" for c in self.chains)
         )
 
     def examples(self, comp: Competition, n: int = 3) -> list[str]:
@@ -167,6 +162,14 @@ def link_duplicates(hashes, detail, content: list[str], n_train: int, threshold:
     )
 
 
+def chain_text(chain: dict) -> str:
+    """One split chain (an entry of LeakageReport.chains / the folds sidecar's chains_split), in words."""
+    return (
+        f"a chain of {chain['images']} look-alikes (too many to be copies of one image) split by re-linking at "
+        f"{chain['threshold']} bits (largest part {chain['largest_part']})"
+    )
+
+
 def chain_limit(n_train: int) -> int:
     """Images above which a near-duplicate group is a chain of look-alikes rather than copies of one image."""
     return max(CHAIN_MIN, int(CHAIN_SHARE * n_train))
@@ -183,6 +186,10 @@ def _split_chains(groups, hashes, usable, exact, n_train: int, threshold: int):
     always stay linked; a part within the limit keeps the links it has); returns (groups, one dict per chain split)."""
     limit, kept, chains = chain_limit(n_train), [], []
 
+    def chain(part: list[int]) -> bool:
+        """Over the limit and not all copies of one file."""
+        return len(part) > limit and len(set(exact[part].tolist())) > 1
+
     def split(group: list[int], lower: int) -> tuple[list[list[int]], int]:
         """(parts, lowest threshold used) of one over-limit group re-linked at `lower` bits, recursively (2 bits at
         a time: pHash distances are even)."""
@@ -190,15 +197,15 @@ def _split_chains(groups, hashes, usable, exact, n_train: int, threshold: int):
         (near_a, near_b), _ = _near_links(hashes, np.intersect1d(usable, members), n_train, lower)
         parts, lowest = [], lower
         for part in _components(np.r_[exact[members], near_a], np.r_[members, near_b], n_train):
-            if len(part) <= limit or lower == 0 or len(set(exact[part].tolist())) == 1:
-                parts.append(part)
-            else:
+            if chain(part) and lower > 0:
                 more, deeper = split(part, below(lower))
                 parts, lowest = parts + more, min(lowest, deeper)
+            else:
+                parts.append(part)
         return parts, lowest
 
     for group in groups:
-        if len(group) <= limit or threshold == 0 or len(set(exact[group].tolist())) == 1:  # small, or one file
+        if not chain(group) or threshold == 0:
             kept.append(group)
             continue
         parts, lowest = split(group, below(threshold))

@@ -15,6 +15,7 @@ from foldwise.blending.submit import fold_average_logits, load_test_logits
 from foldwise.data import datasummary, fingerprints
 from foldwise.data.competition import Competition
 from foldwise.data.describe import submission_text
+from foldwise.data.leakage import chain_text
 from foldwise.reporting.render import Section
 from foldwise.workspace import Workspace
 
@@ -61,11 +62,7 @@ def duplicates_text(ws: Workspace, comp: Competition) -> str:
         f"{found['train_byte_identical_images']} byte-identical; each group kept inside one fold), "
         f"{found['test_images_like_train']} test images like a training image "
         f"({found['test_byte_identical_to_train']} byte-identical)."
-        + "".join(
-            f" A chain of {c['images']} look-alikes (too many to be copies of one image) was split by re-linking "
-            f"at {c['threshold']} bits (largest part {c['largest_part']})."
-            for c in found.get("chains_split", [])
-        )
+        + "".join(f" Found {chain_text(c)}." for c in found.get("chains_split", []))
     )
 
 
