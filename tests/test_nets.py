@@ -56,3 +56,24 @@ def test_speed_net_trains_with_whitening_and_tta(tiny_comp):
     weights = torch.load(run_dir / "model.pt", weights_only=False)["state_dict"]["whiten.weight"]
     assert weights.abs().sum() > 0 and torch.equal(weights[:12], -weights[12:])
     assert np.isfinite(np.load(run_dir / "oof.npz")["logits"]).all()
+
+
+def test_airbench_options_of_the_speed_net():
+    """bn_weights off freezes every BatchNorm scale at 1 (biases learn), dirac makes each conv's first filters an
+    identity, logit_scale multiplies the logits."""
+    kwargs = dict(num_classes=3, widths=(8, 16, 16))
+    torch.manual_seed(0)
+    plain = timm.create_model("foldwise_speednet", **kwargs)
+    torch.manual_seed(0)
+    air = timm.create_model("foldwise_speednet", bn_weights=False, dirac=True, logit_scale=0.5, **kwargs)
+    norms = [m for m in air.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(not m.weight.requires_grad and m.bias.requires_grad for m in norms)
+    assert all(m.weight.requires_grad for m in plain.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    conv = air.groups[1][0]  # 8 -> 16 channels: filters 0-7 are identities, the rest stay random
+    identity = torch.zeros(8, 8, 3, 3)
+    identity[range(8), range(8), 1, 1] = 1
+    assert torch.equal(conv.weight[:8], identity) and conv.weight[8:].abs().sum() > 0
+    air.load_state_dict(plain.state_dict())
+    x = torch.randn(4, 3, 16, 16)
+    plain.eval(), air.eval()
+    assert torch.allclose(air(x), 0.5 * plain(x), atol=1e-6)

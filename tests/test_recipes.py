@@ -60,7 +60,7 @@ def facts(**changes):
         ({"speeds": {"speed-wide": 250, "speed": 2000}, "budget": 3600}, ["speed"]),  # 1 h over 5 folds: 9.6 min
         ({"speeds": {"speed-wide": 250, "speed": 2000}, "budget": 4 * 3600}, ["speed-wide"]),
         ({"speeds": {"speed-wide": 250, "speed": 2000}, "budget": 3600, "folds": 1}, ["speed-wide"]),  # FOLDS=0: 48 min
-        ({"speeds": {"speed-wide": 250, "speed": 2000}, "budget": 1800, "folds": 1}, ["speed"]),  # 24 min < 34
+        ({"speeds": {"speed-wide": 250, "speed": 2000}, "budget": 1200, "folds": 1}, ["speed"]),  # 16 min < 21
     ],
 )
 def test_the_choice_follows_the_data_and_the_machine(changes, recipes):

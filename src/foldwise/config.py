@@ -92,6 +92,9 @@ class OptimConfig:
     backbone_lr_scale: float = 1.0  # fine-tuning: the pretrained backbone learns at lr x this, the classifier at lr
     layer_decay: float = 0.0  # fine-tuning: timm's layer-wise lr decay (each layer lr x decay^depth); 0 = off
     head_epochs: float = 0.0  # fine-tuning: only the classifier learns for these first epochs, then everything
+    norm_lr_scale: float = 1.0  # BatchNorm parameters learn at lr x this (weight decay / this): airbench's 64
+    lookahead: float = 0.0  # airbench's lookahead: every 5 steps the weights are pulled back to a slow copy, which
+    #                         moves to them by 1 - lookahead x (step / total)^3; 0 = off (0.95^5 = 0.774: airbench)
 
     def __post_init__(self) -> None:
         if self.class_weights not in ("none", "balanced"):
@@ -100,6 +103,16 @@ class OptimConfig:
             raise FoldwiseError(
                 "optim.layer_decay with optim.backbone_lr_scale or optim.head_epochs: choose one way to slow the "
                 "backbone (layer_decay scales every layer by depth, backbone_lr_scale all but the classifier)."
+            )
+        if self.norm_lr_scale <= 0 or not 0.0 <= self.lookahead < 1.0:
+            raise FoldwiseError(
+                f"optim.norm_lr_scale={self.norm_lr_scale} (> 0) or optim.lookahead={self.lookahead} (0 = off, "
+                "else below 1): out of range."
+            )
+        if self.norm_lr_scale != 1.0 and (self.layer_decay or self.backbone_lr_scale != 1.0 or self.head_epochs):
+            raise FoldwiseError(
+                "optim.norm_lr_scale with a fine-tuning key (layer_decay, backbone_lr_scale, head_epochs): the "
+                "BatchNorm scale is for nets trained from scratch; keep one."
             )
         if not 0.0 <= self.backbone_lr_scale <= 1.0 or not 0.0 <= self.layer_decay < 1.0 or self.head_epochs < 0:
             raise FoldwiseError(

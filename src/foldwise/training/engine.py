@@ -68,6 +68,32 @@ def balanced_weights(data: TrainingSet) -> torch.Tensor:
     return (len(data.rows) / (data.num_classes * counts.clamp(min=1))).float()
 
 
+class Lookahead:
+    """airbench's lookahead (after hlb-CIFAR10): a slow copy of the weights and BatchNorm statistics; every EVERY
+    steps, and at each epoch's end, it moves towards the live weights by 1 - rho and the live weights are set to it,
+    with rho = base x (step / total)^3, so it barely acts early and averages strongly at the end.
+
+    airbench ends each epoch by resetting the live weights to the slow copy, dropping the steps since the last
+    update: harmless at its 48 steps per epoch, but with 4 steps per epoch (digits) nothing was ever kept. Here the
+    epoch's end is one more update instead."""
+
+    EVERY = 5
+
+    def __init__(self, module: torch.nn.Module, base: float):
+        self.base = base
+        self.slow = {k: v.detach().clone() for k, v in module.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module, step: int, total: int, epoch_end: bool = False) -> None:
+        """After optimizer step `step` of `total` (every EVERY steps, or whenever `epoch_end`)."""
+        if step % self.EVERY == 0 or epoch_end:
+            rho = self.base * min(step / max(total, 1), 1.0) ** 3
+            state = module.state_dict()
+            for key, slow in self.slow.items():
+                slow.lerp_(state[key], 1.0 - rho)
+                state[key].copy_(slow)
+
+
 class Trainer:
     """Everything one run needs to train, given at construction: `train_epoch()`, `predict(inputs, rows)`, and
     `state_dict()` / `load_state_dict()` for checkpoints."""
@@ -87,6 +113,8 @@ class Trainer:
         self.model = wrapped(model, recipe, self.dist, self.device)
         optim, batch = recipe.optim, recipe.data
         self.ema = ModelEmaV3(model, decay=optim.ema_decay, use_warmup=optim.ema_warmup) if optim.ema_decay else None
+        self.lookahead = Lookahead(model, optim.lookahead) if optim.lookahead else None
+        self.total_steps = epochs * steps_per_epoch
         self.class_weights = balanced_weights(data) if optim.class_weights == "balanced" else None
         self.sampler = chosen_sampler(batch.sampler, data)
         mixing = dict(mixup_alpha=batch.mixup, cutmix_alpha=batch.cutmix, label_smoothing=optim.label_smoothing)
@@ -116,6 +144,8 @@ class Trainer:
         total = torch.zeros((), device=self.device)
         for x, y in progress(batches, total=steps, desc=desc, leave=False, unit="batch"):
             total += self.train_step(x, y)  # stays on the device: no host sync per step
+        if self.lookahead is not None:
+            self.lookahead.update(self.module, self.step, self.total_steps, epoch_end=True)
         return mean_across(total.double() / steps, self.dist)
 
     def set_epochs(self, epochs: int) -> None:
@@ -123,6 +153,7 @@ class Trainer:
         wherever it is now (a time budget re-planning the run, as Ultralytics' time= does)."""
         warmup = getattr(self.scheduler, "warmup_t", 0)
         self.scheduler.t_initial = max(epochs * self.steps_per_epoch - warmup, 1)
+        self.total_steps = epochs * self.steps_per_epoch
 
     def epoch_order(self, generator: torch.Generator) -> torch.Tensor:
         """Positions into the training rows for one epoch: a permutation, or with data.sampler balanced a draw with
@@ -151,6 +182,8 @@ class Trainer:
         self.scheduler.step_update(num_updates=self.step)
         if self.ema is not None:
             self.ema.update(self.module, step=self.step)
+        if self.lookahead is not None:
+            self.lookahead.update(self.module, self.step, self.total_steps)
         return loss.detach()
 
     @property
@@ -203,6 +236,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "ema": self.ema.state_dict() if self.ema else None,
+            "lookahead": self.lookahead.slow if self.lookahead else None,
             "step": self.step,
         }
 
@@ -213,6 +247,9 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
+        if self.lookahead is not None:
+            for key, value in state["lookahead"].items():
+                self.lookahead.slow[key].copy_(value)
         self.step = state["step"]
 
 

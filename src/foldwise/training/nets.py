@@ -87,17 +87,25 @@ def foldwise_resnet_mini(pretrained: bool = False, **kwargs) -> ResNet:
     return ResNet(BasicBlock, (1, 1, 1, 1), channels=(32, 64, 128, 256), **timm_kwargs_dropped(kwargs))
 
 
-def conv_group(c_in: int, c_out: int) -> nn.Sequential:
+def conv_group(c_in: int, c_out: int, bn_weights: bool, bn_momentum: float) -> nn.Sequential:
     """conv 3x3 -> max-pool 2 -> BN -> GELU -> conv 3x3 -> BN -> GELU (airbench's ConvGroup)."""
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
         nn.MaxPool2d(2),
-        nn.BatchNorm2d(c_out),
+        batch_norm(c_out, bn_weights, bn_momentum),
         nn.GELU(),
         nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
-        nn.BatchNorm2d(c_out),
+        batch_norm(c_out, bn_weights, bn_momentum),
         nn.GELU(),
     )
+
+
+def batch_norm(channels: int, weights: bool, momentum: float) -> nn.BatchNorm2d:
+    """BatchNorm whose scale stays 1 unless `weights` (airbench: only the bias learns; the convolution before it
+    sets the scale), with torch's `momentum` for the running statistics."""
+    norm = nn.BatchNorm2d(channels, momentum=momentum)
+    norm.weight.requires_grad_(weights)
+    return norm
 
 
 class SpeedNet(ClassifierHead, nn.Module):
@@ -105,7 +113,17 @@ class SpeedNet(ClassifierHead, nn.Module):
 
     head_bias = False  # as airbench's head
 
-    def __init__(self, num_classes: int = 1000, in_chans: int = 3, widths=(64, 256, 256), drop_rate: float = 0.0):
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        widths=(64, 256, 256),
+        drop_rate: float = 0.0,
+        bn_weights: bool = True,
+        bn_momentum: float = 0.1,
+        dirac: bool = False,
+        logit_scale: float = 1.0,
+    ):
         super().__init__()
         patch = in_chans * 4  # 2x2 patches
         self.whiten = nn.Conv2d(in_chans, 2 * patch, kernel_size=2, padding=0, bias=True)
@@ -113,12 +131,17 @@ class SpeedNet(ClassifierHead, nn.Module):
         self.act = nn.GELU()
         groups, c_in = [], 2 * patch
         for width in widths:
-            groups.append(conv_group(c_in, width))
+            groups.append(conv_group(c_in, width, bn_weights, bn_momentum))
             c_in = width
         self.groups = nn.Sequential(*groups)
+        if dirac:  # identity init of each conv's first in-channel filters: an implicit residual path at the start
+            for conv in self.groups.modules():
+                if isinstance(conv, nn.Conv2d):
+                    nn.init.dirac_(conv.weight[: min(conv.in_channels, conv.out_channels)])
         self.pool = nn.AdaptiveMaxPool2d(1)
         self.drop = nn.Dropout(drop_rate)
         self.num_features = c_in
+        self.logit_scale = logit_scale  # airbench multiplies its bias-free head's logits by 1/9
         self.reset_classifier(num_classes)
 
     @torch.no_grad()
@@ -136,6 +159,11 @@ class SpeedNet(ClassifierHead, nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled feature vector per image."""
         return self.pool(self.groups(self.act(self.whiten(x)))).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (scaled by `logit_scale`)."""
+        logits = super().forward(x)
+        return logits * self.logit_scale if self.logit_scale != 1.0 else logits
 
 
 @register_model

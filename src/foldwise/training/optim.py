@@ -2,13 +2,15 @@
 per update; for fine-tuning, parameter groups whose learning rate is scaled (timm's `lr_scale`, which its
 schedulers apply): a lower rate for the pretrained backbone than for the new classifier (`optim.backbone_lr_scale`),
 timm's layer-wise decay (`optim.layer_decay`), and a first phase where only the classifier learns
-(`optim.head_epochs`: the backbone's scale is 0 until then)."""
+(`optim.head_epochs`: the backbone's scale is 0 until then); for from-scratch nets, BatchNorm parameters that learn
+faster than the rest (`optim.norm_lr_scale`, airbench's bias scaler)."""
 
 from __future__ import annotations
 
 import torch
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler, PolyLRScheduler
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from foldwise.config import OptimConfig
 from foldwise.errors import FoldwiseError
@@ -40,6 +42,23 @@ def param_groups(model: torch.nn.Module, cfg: OptimConfig) -> list[dict]:
     return out
 
 
+def norm_groups(model: torch.nn.Module, cfg: OptimConfig) -> list[dict]:
+    """Convolution and linear weights (decayed), BatchNorm parameters at lr x cfg.norm_lr_scale with the weight decay
+    divided by it (so the decay per step stays that of the weights: airbench's bias scaler), other 1-d parameters
+    undecayed."""
+    norms = {id(p) for m in model.modules() if isinstance(m, _BatchNorm) for p in m.parameters()}
+    weights, norm, other = [], [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (norm if id(param) in norms else weights if param.ndim > 1 else other).append(param)
+    groups = [
+        {"params": weights, "weight_decay": cfg.weight_decay},
+        {"params": norm, "weight_decay": cfg.weight_decay / cfg.norm_lr_scale, "lr_scale": cfg.norm_lr_scale},
+        {"params": other, "weight_decay": 0.0},
+    ]
+    return [group for group in groups if group["params"]]
+
+
 def set_head_phase(optimizer: torch.optim.Optimizer, head_only: bool) -> None:
     """Backbone groups learn at 0 (only the classifier) while `head_only`, then at their own scale; takes effect
     at the scheduler's next update."""
@@ -54,7 +73,9 @@ def create_optimizer_and_scheduler(model, cfg: OptimConfig, steps_per_epoch: int
     `epochs` overrides cfg.epochs (the full retrain uses the epoch count cross-validation chose).
     """
     common_opt = dict(opt=cfg.name, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
-    if cfg.layer_decay:
+    if cfg.norm_lr_scale != 1.0:
+        optimizer = create_optimizer_v2(norm_groups(model, cfg), **common_opt)
+    elif cfg.layer_decay:
         optimizer = create_optimizer_v2(model, layer_decay=cfg.layer_decay, filter_bias_and_bn=True, **common_opt)
     elif cfg.backbone_lr_scale != 1.0 or cfg.head_epochs:
         optimizer = create_optimizer_v2(param_groups(model, cfg), **common_opt)
