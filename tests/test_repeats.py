@@ -119,7 +119,7 @@ def test_a_fold_left_from_other_folds_is_refused_not_averaged(tmp_path):
 
 
 def test_repeated_run_end_to_end(tmp_path, capsys):
-    """`foldwise run --k 3 --repeats 2`: six runs per recipe, a blend on the repeats' mean, the report's spread."""
+    """`foldwise run --k 2 --repeats 2`: four runs per recipe, a blend on the repeats' mean, the report's spread."""
     import yaml
 
     comp = make_tiny_competition(tmp_path / "input" / "tiny", per_class=6)
@@ -127,12 +127,12 @@ def test_repeated_run_end_to_end(tmp_path, capsys):
         data = tiny_recipe(run={"seed": ord(name)}).to_dict()
         data.pop("name")
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(data))
-    argv = ["--root", str(tmp_path), "run", str(comp), "--k", "3", "--repeats", "2", "--no-dedup"]
+    argv = ["--root", str(tmp_path), "run", str(comp), "--k", "2", "--repeats", "2", "--no-dedup"]
     assert main([*argv, "-c", str(tmp_path / "a.yaml"), "-c", str(tmp_path / "b.yaml")]) == 0
     out = tmp_path / "output" / "tiny"
-    assert sorted(p.name for p in (out / "a").iterdir() if p.name.startswith("fold")) == [f"fold{i}" for i in range(6)]
-    assert int(np.load(out / "a" / "fold4" / "oof.npz")["repeat"]) == 1
-    assert "repeated 2 times (seeds 42..43): 6 runs per recipe" in capsys.readouterr().out
+    assert sorted(p.name for p in (out / "a").iterdir() if p.name.startswith("fold")) == [f"fold{i}" for i in range(4)]
+    assert int(np.load(out / "a" / "fold3" / "oof.npz")["repeat"]) == 1
+    assert "repeated 2 times (seeds 42..43): 4 runs per recipe" in capsys.readouterr().out
     report = (out / "blend" / "report.md").read_text()
     part = report[report.index("## Repeated k-fold") :].split("\n## ")[0]
     assert "| a |" in part and "| b |" in part and "repeat 1" in part
