@@ -337,7 +337,7 @@ def check_throughput(ctx: Context) -> str:
 
 
 def check_time_to_94(ctx: Context) -> str:
-    """Fold 0 (32k/8k) of CIFAR-10's 40k labeled images with the speed-wide recipe (airbench94's training, 16
+    """Fold 0 (32k/8k) of CIFAR-10's 40k labeled images with the speed-air recipe (airbench94's training, 16
     epochs): seconds until the holdout first reaches 94% (the per-epoch curve, no TTA), or the best it reached."""
     if ctx.cifar is None or ctx.dry_run:
         return "skipped: no --cifar archive given" if ctx.cifar is None else "skipped on a dry run"
@@ -346,11 +346,11 @@ def check_time_to_94(ctx: Context) -> str:
     comp = next(p for p in (ctx.root / "input").iterdir() if p.name.startswith("cifar10-50k"))
     foldwise(ctx.root, "folds", str(comp), "--no-dedup")
     start = time.perf_counter()
-    foldwise(ctx.root, "train", str(comp), "-c", "speed-wide", "--fold", "0", "--set", "optim.epochs=16")
+    foldwise(ctx.root, "train", str(comp), "-c", "speed-air", "--fold", "0", "--set", "optim.epochs=16")
     wall = time.perf_counter() - start
     import pandas as pd
 
-    history = pd.read_csv(ctx.root / "output" / comp.name / "speed-wide" / "fold0" / "history.csv")
+    history = pd.read_csv(ctx.root / "output" / comp.name / "speed-air" / "fold0" / "history.csv")
     reached = history[history["valid_acc"] >= 0.94]
     if len(reached):
         seconds = history["seconds"].cumsum()[reached.index[0]]
