@@ -36,10 +36,12 @@ def test_tta_views_are_mirrors_and_one_pixel_shifts():
 
 
 def test_speed_net_trains_with_whitening_and_tta(tiny_comp):
-    """train_run initializes the whitening stem from the fold's images and predicts with translate TTA."""
+    """train_run initializes the whitening stem from the fold's images and predicts with translate TTA; the packaged
+    speed-air recipe (fixed BatchNorm scales, norm lr scale, lookahead) trains through it too."""
     import numpy as np
 
     from conftest import tiny_recipe
+    from foldwise.config import load_recipe, recipe_from_dict
     from foldwise.data.folds import make_folds, write_folds
     from foldwise.data.formats import load_competition
     from foldwise.training.train import train_run
@@ -53,6 +55,16 @@ def test_speed_net_trains_with_whitening_and_tta(tiny_comp):
         optim={"schedule": "linear", "ema_decay": 0.9, "label_smoothing": 0.2},
     )
     run_dir = train_run(comp, recipe, 0, ws)
+    weights = torch.load(run_dir / "model.pt", weights_only=False)["state_dict"]["whiten.weight"]
+    assert weights.abs().sum() > 0 and torch.equal(weights[:12], -weights[12:])
+    assert np.isfinite(np.load(run_dir / "oof.npz")["logits"]).all()
+    air = load_recipe("speed-air").to_dict()  # the packaged airbench training, shrunk to tiny data
+    air["model"]["kwargs"]["widths"] = [8, 16, 16]
+    air["data"].update(image_size=16, batch_size=16, eval_batch_size=64)
+    air["optim"]["epochs"] = 2
+    air["run"].update(bf16=False, channels_last=False)
+    air.pop("name")
+    run_dir = train_run(comp, recipe_from_dict(air, name="speed-air"), 0, ws)
     weights = torch.load(run_dir / "model.pt", weights_only=False)["state_dict"]["whiten.weight"]
     assert weights.abs().sum() > 0 and torch.equal(weights[:12], -weights[12:])
     assert np.isfinite(np.load(run_dir / "oof.npz")["logits"]).all()

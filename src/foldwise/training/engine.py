@@ -114,7 +114,6 @@ class Trainer:
         optim, batch = recipe.optim, recipe.data
         self.ema = ModelEmaV3(model, decay=optim.ema_decay, use_warmup=optim.ema_warmup) if optim.ema_decay else None
         self.lookahead = Lookahead(model, optim.lookahead) if optim.lookahead else None
-        self.total_steps = epochs * steps_per_epoch
         self.class_weights = balanced_weights(data) if optim.class_weights == "balanced" else None
         self.sampler = chosen_sampler(batch.sampler, data)
         mixing = dict(mixup_alpha=batch.mixup, cutmix_alpha=batch.cutmix, label_smoothing=optim.label_smoothing)
@@ -153,7 +152,11 @@ class Trainer:
         wherever it is now (a time budget re-planning the run, as Ultralytics' time= does)."""
         warmup = getattr(self.scheduler, "warmup_t", 0)
         self.scheduler.t_initial = max(epochs * self.steps_per_epoch - warmup, 1)
-        self.total_steps = epochs * self.steps_per_epoch
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps the schedule runs for (warmup included); set_epochs moves it."""
+        return self.scheduler.t_initial + getattr(self.scheduler, "warmup_t", 0)
 
     def epoch_order(self, generator: torch.Generator) -> torch.Tensor:
         """Positions into the training rows for one epoch: a permutation, or with data.sampler balanced a draw with
