@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -15,7 +16,7 @@ import torch
 import yaml
 
 from conftest import make_tiny_competition, tiny_recipe
-from foldwise.budget import RecipeCost, make_plan, parse_duration
+from foldwise.budget import RecipeCost, estimate, make_plan, parse_duration
 from foldwise.errors import FoldwiseError
 
 
@@ -34,18 +35,31 @@ def costs(epoch_seconds: float = 10.0) -> dict[str, RecipeCost]:
 @pytest.mark.parametrize(
     "minutes, folds, full, recipes, epochs",
     [
-        (60, [0, 1, 2, 3, 4], True, ["a", "b", "c"], 10),  # everything fits
-        (35, [0, 1, 2, 3, 4], False, ["a", "b", "c"], 10),  # the fold models' average stands in for the full retrain
+        (60, [0, 1, 2, 3, 4], True, ["a", "b", "c"], 15),  # everything fits, with room for 150% of the epochs
+        (35, [0, 1, 2, 3, 4], False, ["a", "b", "c"], 11),  # the fold models' average stands in for the full retrain
         (14.5, [0], True, ["a", "b", "c"], 10),  # fold 0 and the full retrain
-        (8, [0], False, ["a", "b", "c"], 10),  # fold 0 alone
+        (8, [0], False, ["a", "b", "c"], 12),  # fold 0 alone, with room for 2 more epochs each
         (5, [0], False, ["a", "b", "c"], 5),  # fewer epochs
-        (3.5, [0], False, ["a"], 10),  # fewer recipes, each its own epochs
+        (3.5, [0], False, ["a"], 13),  # fewer recipes, the time of the others going to more epochs
     ],
 )
 def test_the_plan_degrades_in_order(minutes, folds, full, recipes, epochs):
     plan = make_plan(costs(), ["a", "b", "c"], [0, 1, 2, 3, 4], 1000, 10.0, minutes * 60)
     assert (plan.folds, plan.full, plan.recipes, plan.epochs["a"]) == (folds, full, recipes, epochs)
+    assert set(plan.epochs.values()) == {epochs}
     assert plan.total <= 0.9 * minutes * 60
+    raised = plan.epochs["a"] > 10
+    assert raised == any("room to spare" in r for r in plan.reasons)
+    if raised and epochs < 15:  # the next epoch for every recipe would not have fitted
+        more = make_plan(costs(), recipes, folds, 1000, 10.0, None)
+        more = replace(more, epochs={n: epochs + 1 for n in recipes}, full=full)
+        assert estimate(more, costs(), 1000, 10.0).total > 0.9 * minutes * 60
+
+
+def test_cached_feature_classifiers_keep_their_epochs_when_the_budget_has_room():
+    cached = {**costs(), "f": RecipeCost("f", 30, 1000.0, 0.05, 1.0, 0.05, 20.0)}
+    plan = make_plan(cached, ["a", "f"], [0, 1, 2], 1000, 10.0, 4 * 3600)
+    assert plan.epochs == {"a": 15, "f": 30} and plan.full
 
 
 def test_a_budget_too_small_still_plans_one_run():
