@@ -1,5 +1,6 @@
 """The speed probe (training/probe.py): the fastest measured format wins, results are cached, fixed settings narrow
-the formats tried, a clearly slower format stops early, and a probe batch stays small on a CPU."""
+the formats tried, a clearly slower format stops early (and is not timed on inference), and a probe batch stays
+small on a CPU."""
 
 from __future__ import annotations
 
@@ -83,6 +84,26 @@ def test_a_clearly_slower_format_stops_after_its_warm_up():
 )
 def test_probe_batches_fill_a_cpu_without_minutes_per_step(overrides, device, batch):
     assert probe_batch(load_recipe("speed", overrides), torch.device(device)) == batch
+
+
+def test_a_far_slower_format_stops_after_a_step_on_a_slice_of_the_batch(monkeypatch):
+    def not_timed(*args, **kwargs):
+        raise AssertionError("the full batch was timed")
+
+    monkeypatch.setattr(probe_module, "timed", not_timed)
+    recipe = load_recipe("cpu-cnn", ["data.image_size=8", "data.batch_size=64"])
+    train, infer = probe_module.measure(recipe, CPU, 10, False, False, best=1e12)
+    assert 0 < train < 1e12 and infer == 0.0
+
+
+def test_a_format_slower_in_training_is_not_timed_on_inference(monkeypatch):
+    monkeypatch.setattr(probe_module, "TIMED_SECONDS", 0.05)
+    monkeypatch.setattr(probe_module, "SCOUT_SHARE", 1000)  # no slice step: the full batch decides
+    recipe = load_recipe("cpu-cnn", ["data.image_size=8", "data.batch_size=64"])
+    train, infer = probe_module.measure(recipe, CPU, 10, False, False, best=1e12)
+    assert train > 0 and infer == 0.0
+    train, infer = probe_module.measure(recipe, CPU, 10, False, False)
+    assert train > 0 and infer > 0
 
 
 def test_a_real_probe_measures_every_format(monkeypatch, tmp_path):
