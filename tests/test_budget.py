@@ -56,6 +56,12 @@ def test_the_plan_degrades_in_order(minutes, folds, full, recipes, epochs):
         assert estimate(more, costs(), 1000, 10.0).total > 0.9 * minutes * 60
 
 
+def test_one_fold_without_the_full_retrain_names_the_model_that_predicts():
+    plan = make_plan(costs(), ["a"], [0], 1000, 10.0, 4 * 60)
+    assert (plan.folds, plan.full, plan.epochs) == ([0], False, {"a": 15})
+    assert plan.reasons[0] == "the full retrain left out: fold 0's model predicts the test images"
+
+
 def test_cached_feature_classifiers_keep_their_epochs_when_the_budget_has_room():
     cached = {**costs(), "f": RecipeCost("f", 30, 1000.0, 0.05, 1.0, 0.05, 20.0)}
     plan = make_plan(cached, ["a", "f"], [0, 1, 2], 1000, 10.0, 4 * 3600)

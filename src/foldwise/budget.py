@@ -122,6 +122,8 @@ def ladder(costs: dict[str, RecipeCost], recipes: list[str], folds: list[int]):
         (folds, True, "all folds and the full retrain"),
         (folds, False, "the full retrain left out: the fold models' average predicts the test images"),
     ]
+    if len(folds) == 1:
+        shapes[1] = (folds, False, f"the full retrain left out: fold {folds[0]}'s model predicts the test images")
     if len(folds) > 1:
         shapes += [
             ([folds[0]], True, f"fold {folds[0]} alone, then the full retrain"),

@@ -68,7 +68,8 @@ def run_pipeline(comp_dir: Path, ws: Workspace, options: RunOptions, layout: str
         print("== 4/5 full retrain on all labeled data")
         train_step(comp, ws, [r for r in recipes if r.name in names], [None], options.force, clock)
     else:
-        print("== 4/5 full retrain: left out by the plan; the fold models' average predicts the test images")
+        which = f"fold {plan.folds[0]}'s model" if len(plan.folds) == 1 else "the fold models' average"
+        print(f"== 4/5 full retrain: left out by the plan; {which} predicts the test images")
     stage("5/5 submission", submit_step(comp, ws, options.submission))
     record_run(ws, comp, start, clock.skipped)
     write_report(ws, comp)  # again, now with the full retrain's evidence and the budget's outcome

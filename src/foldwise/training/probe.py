@@ -144,15 +144,9 @@ def measure(
     step = infer_step if extractor else train_step
     model.train(not extractor)
     beaten = batch / best if best else float("inf")
-    scout = batch // SCOUT_SHARE
-    if best and scout >= 2:  # a first step on a slice of the batch, scaled up, shows a format far slower already
-        start = time.perf_counter()
-        step(scout)
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        seconds = (time.perf_counter() - start) * batch / scout
-        if seconds > 4 * beaten:
-            return batch / seconds, batch / seconds if extractor else 0.0
+    seconds = scouted(step, batch) if best else None
+    if seconds is not None and seconds > 4 * beaten:
+        return batch / seconds, batch / seconds if extractor else 0.0
     if extractor:
         ips = batch / timed(infer_step, TIMED_SECONDS, beaten)
         return ips, ips
@@ -161,6 +155,19 @@ def measure(
         return train_ips, 0.0
     model.eval()
     return train_ips, batch / timed(infer_step, TIMED_SECONDS / 3)
+
+
+def scouted(step, batch: int) -> float | None:
+    """Seconds of a full-batch `step` estimated from one call on 1/SCOUT_SHARE of the batch (first-call costs
+    included, so it errs slow), or None when that slice would be under 2 images."""
+    scout = batch // SCOUT_SHARE
+    if scout < 2:
+        return None
+    start = time.perf_counter()
+    step(scout)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) * batch / scout
 
 
 def probe_batch(recipe: Recipe, device: torch.device) -> int:
