@@ -50,6 +50,8 @@ def test_the_plan_degrades_in_order(minutes, folds, full, recipes, epochs):
     assert plan.total <= 0.9 * minutes * 60
     raised = plan.epochs["a"] > 10
     assert raised == any("room to spare" in r for r in plan.reasons)
+    if raised:
+        assert plan.reasons[-1] == f"room to spare: more epochs ({', '.join(f'{n} 10 -> {epochs}' for n in recipes)})"
     if raised and epochs < 15:  # the next epoch for every recipe would not have fitted
         more = make_plan(costs(), recipes, folds, 1000, 10.0, None)
         more = replace(more, epochs={n: epochs + 1 for n in recipes}, full=full)
@@ -62,10 +64,15 @@ def test_one_fold_without_the_full_retrain_names_the_model_that_predicts():
     assert plan.reasons[0] == "the full retrain left out: fold 0's model predicts the test images"
 
 
-def test_cached_feature_classifiers_keep_their_epochs_when_the_budget_has_room():
-    cached = {**costs(), "f": RecipeCost("f", 30, 1000.0, 0.05, 1.0, 0.05, 20.0)}
-    plan = make_plan(cached, ["a", "f"], [0, 1, 2], 1000, 10.0, 4 * 3600)
-    assert plan.epochs == {"a": 15, "f": 30} and plan.full
+def test_fine_tuned_and_cached_feature_recipes_keep_their_epochs_when_the_budget_has_room():
+    kept = {
+        **costs(),
+        "f": RecipeCost("f", 30, 1000.0, 0.05, 1.0, 0.05, 20.0, grows=False),  # a classifier on cached features
+        "t": RecipeCost("t", 4, 1000.0, 10.0, 5.0, 12.5, 0.0, grows=False),  # fine-tuned from pretrained weights
+    }
+    plan = make_plan(kept, ["a", "f", "t"], [0, 1, 2], 1000, 10.0, 4 * 3600)
+    assert plan.epochs == {"a": 15, "f": 30, "t": 4} and plan.full
+    assert plan.reasons[-1] == "room to spare: more epochs (a 10 -> 15)"
 
 
 def test_a_budget_too_small_still_plans_one_run():
@@ -147,3 +154,23 @@ def test_a_tiny_budget_ends_in_time_with_a_valid_submission(tmp_path):
     report = (tmp_path / "output" / "tiny" / "blend" / "report.md").read_text()
     budget_part = report[report.index("## Time budget") :].split("\n## ")[0]
     assert "Budget 0.7 min" in budget_part and "tiny/fold0" in budget_part
+
+
+def test_a_rerun_keeps_the_epochs_its_finished_runs_trained_for(tmp_path):
+    """A rerun with the same budget plans other epochs once the probes are cached; finished runs keep theirs."""
+    from types import SimpleNamespace
+
+    from foldwise.budget import Plan
+    from foldwise.loop import keep_finished_epochs, with_epochs
+    from foldwise.workspace import Workspace
+
+    recipe, comp, ws = tiny_recipe(), SimpleNamespace(name="c"), Workspace(tmp_path)
+    plan = Plan([recipe.name], {recipe.name: recipe.optim.epochs + 3}, [0], False)
+    run = ws.comp_dir("c") / recipe.name / "fold0"
+    run.mkdir(parents=True)
+    other = replace(recipe, optim=replace(recipe.optim, lr=recipe.optim.lr * 2))
+    (run / "config.yaml").write_text(yaml.safe_dump({"recipe": with_epochs(other, recipe.optim.epochs + 2).to_dict()}))
+    assert keep_finished_epochs(plan, ws, comp, [recipe]).epochs == plan.epochs  # another recipe's run: no say
+    (run / "config.yaml").write_text(yaml.safe_dump({"recipe": with_epochs(recipe, recipe.optim.epochs + 2).to_dict()}))
+    kept = keep_finished_epochs(plan, ws, comp, [recipe])
+    assert kept.epochs == {recipe.name: recipe.optim.epochs + 2} and "keeps its" in kept.reasons[-1]

@@ -113,3 +113,16 @@ def test_a_real_probe_measures_every_format(monkeypatch, tmp_path):
     speed = probe(recipe, CPU, 10)
     assert set(speed.formats) == {"fp32", "fp32+cl", "bf16", "bf16+cl"}
     assert round(speed.train_ips, 1) == max(speed.formats.values()) > 0 and speed.infer_ips > 0
+
+
+def test_the_slice_step_runs_once_a_format_was_measured(monkeypatch):
+    """The first format has nothing to beat; later ones are tried on a slice first (on a CPU: on a GPU a small
+    batch takes about as long as a full one, and scaling it up would reject every later format)."""
+    sliced = []
+    monkeypatch.setattr(probe_module, "scouted", lambda step, batch: sliced.append(batch))
+    monkeypatch.setattr(probe_module, "TIMED_SECONDS", 0.05)
+    recipe = load_recipe("cpu-cnn", ["data.image_size=8", "data.batch_size=64"])
+    probe_module.measure(recipe, CPU, 10, False, False, best=1.0)
+    assert sliced == [64]
+    probe_module.measure(recipe, CPU, 10, False, False)  # nothing measured before it: nothing to beat
+    assert sliced == [64]

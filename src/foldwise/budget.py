@@ -8,11 +8,11 @@ The plan degrades in a fixed order until it fits 90% of the budget (the rest abs
 all folds + full retrain -> all folds, the fold models' average standing in for the full retrain -> fold 0 + full
 retrain -> fold 0 alone -> fewer epochs (down to half the recipe's) -> fewer recipes (the last named goes first; the
 defaults name the strongest first) -> one recipe with as many epochs as fit. A plan that fits with room to spare
-trains the recipes that learn from scratch for more epochs instead (up to MAX_EPOCH_SHARE of their own): on
-cifar10-50k with 60 minutes the full retrain does not fit, and fold 0 alone at the recipe's 10 epochs left 21 of them
-unused. While it runs, every run re-plans its
-remaining epochs from its measured epoch times (train.fit) so it ends by its deadline with its learning rate
-annealed, and a stage that no longer fits is skipped with the submission still written.
+trains the recipes that learn from scratch for more epochs instead (up to MAX_EPOCH_SHARE of their own; fine-tuned
+and cached-feature recipes keep theirs): on cifar10-50k with 60 minutes the full retrain does not fit, and fold 0
+alone at the recipe's 10 epochs left 21 of them unused. While it runs, every run re-plans its remaining epochs from
+its measured epoch times (train.fit) so it ends by its deadline with its learning rate annealed, and a stage that no
+longer fits is skipped with the submission still written.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ class RecipeCost:
     fold_extra: float  # per fold: OOF and test prediction with TTA, writing artifacts
     full_epoch_seconds: float  # one epoch of the full retrain
     once: float  # features extracted once, or 0
+    grows: bool = True  # may train more epochs when the budget has room: from scratch (not pretrained, not features)
 
 
 @dataclass(frozen=True)
@@ -92,11 +93,13 @@ def recipe_cost(recipe, comp, k: int, device) -> tuple[RecipeCost, float]:
     valid, train = n / k, n - n / k
     if recipe.model.cache_features:  # the backbone runs once per image; the classifier trains in moments
         once = (n + n_test) * views / speed.infer_ips
-        cost = RecipeCost(recipe.name, recipe.optim.epochs, speed.train_ips, 0.05, 1.0, 0.05, once)
+        cost = RecipeCost(recipe.name, recipe.optim.epochs, speed.train_ips, 0.05, 1.0, 0.05, once, grows=False)
         return cost, probed
     epoch = train / speed.train_ips + valid / speed.infer_ips
     extra = (valid + n_test) * views / speed.infer_ips + 2.0
-    return RecipeCost(recipe.name, recipe.optim.epochs, speed.train_ips, epoch, extra, n / speed.train_ips, 0.0), probed
+    scratch = not (recipe.model.pretrained or recipe.model.pretrained_file)
+    full_epoch = n / speed.train_ips
+    return RecipeCost(recipe.name, recipe.optim.epochs, speed.train_ips, epoch, extra, full_epoch, 0.0, scratch), probed
 
 
 def estimate(plan: Plan, costs: dict[str, RecipeCost], images: int, fixed: float) -> Plan:
@@ -170,10 +173,10 @@ def make_plan(
 
 def grow(plan: Plan, costs: dict[str, RecipeCost], images: int, fixed: float, room: float) -> Plan:
     """`plan` with the epochs of its recipes that train from scratch at their own count raised by one share for all,
-    in steps of 5%, as far as `room` seconds and MAX_EPOCH_SHARE allow. Recipes that classify cached features train
-    in moments and keep their epochs."""
-    growing = [n for n in plan.recipes if costs[n].once == 0 and plan.epochs[n] == costs[n].epochs]
-    best, share = plan, 1.0
+    in steps of 5%, as far as `room` seconds and MAX_EPOCH_SHARE allow. Fine-tuned recipes keep their measured
+    epochs, and classifiers on cached features, which train in moments, keep theirs."""
+    growing = [n for n in plan.recipes if costs[n].grows and plan.epochs[n] == costs[n].epochs]
+    best = plan
     for step in range(1, round((MAX_EPOCH_SHARE - 1) / 0.05) + 1):
         epochs = {**plan.epochs, **{n: round(costs[n].epochs * (1 + 0.05 * step)) for n in growing}}
         if epochs == best.epochs:
@@ -181,10 +184,11 @@ def grow(plan: Plan, costs: dict[str, RecipeCost], images: int, fixed: float, ro
         candidate = estimate(replace(plan, epochs=epochs), costs, images, fixed)
         if candidate.total > room:
             break
-        best, share = candidate, 1 + 0.05 * step
+        best = candidate
     if best is plan:
         return plan
-    return replace(best, reasons=[*plan.reasons, f"room to spare: epochs raised to {share:.0%} of the recipes'"])
+    raised = ", ".join(f"{n} {costs[n].epochs} -> {best.epochs[n]}" for n in growing)
+    return replace(best, reasons=[*plan.reasons, f"room to spare: more epochs ({raised})"])
 
 
 def plan_table(plan: Plan, costs: dict[str, RecipeCost], start: float | None = None) -> str:

@@ -96,18 +96,26 @@ def planned(comp, recipes: list, folds: list[int], k: int, time_budget: str, sta
 
 
 def keep_finished_epochs(plan, ws: Workspace, comp, recipes: list):
-    """A recipe with runs already finished at its own epochs keeps them (cutting them would make it another run)."""
+    """A recipe with runs already finished keeps the epochs they trained for: another count would make it another
+    recipe, refused as such; a rerun with the same budget can plan other epochs (its probes are cached by then)."""
     import yaml
 
     from foldwise.training.runs import same
 
     epochs = dict(plan.epochs)
     for recipe in recipes:
-        if recipe.name in epochs and epochs[recipe.name] != recipe.optim.epochs:
-            configs = (ws.comp_dir(comp.name) / recipe.name).glob("*/config.yaml")
-            if any(same("recipe", yaml.safe_load(c.read_text()).get("recipe"), recipe.to_dict()) for c in configs):
-                epochs[recipe.name] = recipe.optim.epochs
-                plan.reasons.append(f"{recipe.name} keeps its {recipe.optim.epochs} epochs: runs of it are finished")
+        if recipe.name not in epochs:
+            continue
+        for config in sorted((ws.comp_dir(comp.name) / recipe.name).glob("*/config.yaml")):
+            found = yaml.safe_load(config.read_text()).get("recipe") or {}
+            trained = (found.get("optim") or {}).get("epochs")
+            if trained in (None, epochs[recipe.name]):
+                continue
+            if not same("recipe", found, with_epochs(recipe, trained).to_dict()):
+                continue
+            epochs[recipe.name] = trained
+            plan.reasons.append(f"{recipe.name} keeps its {trained} epochs: runs of it are finished")
+            break
     return replace(plan, epochs=epochs)
 
 

@@ -113,10 +113,11 @@ def measure(
     recipe: Recipe, device: torch.device, classes: int, bf16: bool, channels_last: bool, best: float = 0.0
 ) -> tuple[float, float]:
     """(training img/s, inference img/s) of the recipe's model in one numeric format, on random input; `best` is
-    the fastest training img/s measured so far: a format far slower stops early (first a step on 1/SCOUT_SHARE of the
-    batch, scaled up, then the warm-up step; see `timed`), and one slower at all is not timed on inference (0.0): it
-    will not be chosen. On an AVX2 CPU, emulated bf16 had made the speed-air probe take 148 s; 25 s now. A recipe
-    that only extracts features (cache_features) is timed on inference alone, which is all its backbone does."""
+    the fastest training img/s measured so far: a format far slower stops early (on a CPU first a step on
+    1/SCOUT_SHARE of the batch, scaled up; then the warm-up step, see `timed`), and one slower at all is not timed
+    on inference (0.0): it will not be chosen. On an AVX2 CPU, emulated bf16 had made the speed-air probe take 148 s;
+    25 s now. A recipe that only extracts features (cache_features) is timed on inference alone, which is all its
+    backbone does."""
     from foldwise.training.models import create_model
 
     model = create_model(recipe.model, classes, load_weights=False).to(device)
@@ -144,7 +145,7 @@ def measure(
     step = infer_step if extractor else train_step
     model.train(not extractor)
     beaten = batch / best if best else float("inf")
-    seconds = scouted(step, batch) if best else None
+    seconds = scouted(step, batch) if best and device.type == "cpu" else None  # a GPU's small batch is no faster
     if seconds is not None and seconds > 4 * beaten:
         return batch / seconds, batch / seconds if extractor else 0.0
     if extractor:
