@@ -118,15 +118,18 @@ def estimate(plan: Plan, costs: dict[str, RecipeCost], images: int, fixed: float
     return replace(plan, seconds=seconds)
 
 
+def fold_models(folds: list[int]) -> str:
+    """What predicts the test images when the full retrain does not run."""
+    return f"fold {folds[0]}'s model" if len(folds) == 1 else "the fold models' average"
+
+
 def ladder(costs: dict[str, RecipeCost], recipes: list[str], folds: list[int]):
     """Plans from the richest down, in the order the module docstring gives."""
     own = {n: costs[n].epochs for n in recipes}
     shapes = [
         (folds, True, "all folds and the full retrain"),
-        (folds, False, "the full retrain left out: the fold models' average predicts the test images"),
+        (folds, False, f"the full retrain left out: {fold_models(folds)} predicts the test images"),
     ]
-    if len(folds) == 1:
-        shapes[1] = (folds, False, f"the full retrain left out: fold {folds[0]}'s model predicts the test images")
     if len(folds) > 1:
         shapes += [
             ([folds[0]], True, f"fold {folds[0]} alone, then the full retrain"),

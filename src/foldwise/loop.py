@@ -39,7 +39,7 @@ class RunOptions:
 def run_pipeline(comp_dir: Path, ws: Workspace, options: RunOptions, layout: str | None = None) -> int:
     """The whole loop, planned against the time budget (or its time estimated): prints each stage and the outcome;
     returns 0 (errors raise FoldwiseError)."""
-    from foldwise.budget import clock_for, parse_duration
+    from foldwise.budget import clock_for, fold_models, parse_duration
     from foldwise.config import load_recipes
     from foldwise.data.formats import load_competition
     from foldwise.reporting.report import write_report
@@ -68,8 +68,7 @@ def run_pipeline(comp_dir: Path, ws: Workspace, options: RunOptions, layout: str
         print("== 4/5 full retrain on all labeled data")
         train_step(comp, ws, [r for r in recipes if r.name in names], [None], options.force, clock)
     else:
-        which = f"fold {plan.folds[0]}'s model" if len(plan.folds) == 1 else "the fold models' average"
-        print(f"== 4/5 full retrain: left out by the plan; {which} predicts the test images")
+        print(f"== 4/5 full retrain: left out by the plan; {fold_models(plan.folds)} predicts the test images")
     stage("5/5 submission", submit_step(comp, ws, options.submission))
     record_run(ws, comp, start, clock.skipped)
     write_report(ws, comp)  # again, now with the full retrain's evidence and the budget's outcome

@@ -148,26 +148,23 @@ def measure(
     seconds = scouted(step, batch) if best and device.type == "cpu" else None  # a GPU's small batch is no faster
     if seconds is not None and seconds > 4 * beaten:
         return batch / seconds, batch / seconds if extractor else 0.0
+    ips = batch / timed(step, TIMED_SECONDS, beaten)
     if extractor:
-        ips = batch / timed(infer_step, TIMED_SECONDS, beaten)
         return ips, ips
-    train_ips = batch / timed(train_step, TIMED_SECONDS, beaten)
-    if train_ips < best:
-        return train_ips, 0.0
+    if ips < best:
+        return ips, 0.0
     model.eval()
-    return train_ips, batch / timed(infer_step, TIMED_SECONDS / 3)
+    return ips, batch / timed(infer_step, TIMED_SECONDS / 3)
 
 
 def scouted(step, batch: int) -> float | None:
-    """Seconds of a full-batch `step` estimated from one call on 1/SCOUT_SHARE of the batch (first-call costs
-    included, so it errs slow), or None when that slice would be under 2 images."""
+    """Seconds of a full-batch `step` on a CPU estimated from one call on 1/SCOUT_SHARE of the batch (first-call
+    costs included, so it errs slow), or None when that slice would be under 2 images."""
     scout = batch // SCOUT_SHARE
     if scout < 2:
         return None
     start = time.perf_counter()
     step(scout)
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
     return (time.perf_counter() - start) * batch / scout
 
 
