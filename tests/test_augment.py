@@ -23,6 +23,14 @@ def test_flip_mirrors_columns_of_some_images():
     assert 10 < int(mirrored.sum()) < 54
 
 
+def test_given_flips_mirror_exactly_those_images():
+    """An alternating flip's per-image choice replaces the coin: the flagged images are mirrored, the rest not."""
+    x = torch.randint(0, 255, (6, 5, 7, 3), dtype=torch.uint8)
+    flips = torch.tensor([True, False, False, True, True, False])
+    out = crop_flip(x, 0, True, torch.Generator().manual_seed(0), flips)
+    assert torch.equal(out[flips], x[flips].flip(2)) and torch.equal(out[~flips], x[~flips])
+
+
 def test_crop_is_a_reflected_translation():
     """Each output is the input shifted by at most `padding` px with reflected borders."""
     x = torch.arange(8 * 8, dtype=torch.uint8).view(1, 8, 8, 1).repeat(16, 1, 1, 3)

@@ -1,5 +1,6 @@
-"""The speed recipe's optimizer keys from airbench on tiny data: BatchNorm parameters at a scaled learning rate
-(optim.norm_lr_scale) and lookahead (optim.lookahead), with their checks and their place in checkpoints."""
+"""The speed recipe's keys from airbench on tiny data: BatchNorm parameters at a scaled learning rate
+(optim.norm_lr_scale), lookahead (optim.lookahead), with their checks and their place in checkpoints, and the
+alternating flip (data.hflip_alternate)."""
 
 from __future__ import annotations
 
@@ -15,14 +16,53 @@ from foldwise.training.models import create_model
 SPEEDNET = {"name": "foldwise_speednet", "kwargs": {"widths": [8, 8, 8], "bn_weights": False}}
 
 
-def trainer_for(recipe, n: int = 64) -> Trainer:
+def trainer_for(recipe, n: int = 64, seed: int = 0, inputs=ResidentImages) -> Trainer:
     """A Trainer over n random 16 px images of 2 classes (16 per batch: n / 16 steps per epoch)."""
     torch.manual_seed(0)
     model = create_model(recipe.model, 2)
     mean, std = torch.zeros(1, 3, 1, 1), torch.ones(1, 3, 1, 1)
-    images = ResidentImages(torch.randint(0, 255, (n, 16, 16, 3), dtype=torch.uint8), mean, std, False, recipe.data)
+    images = inputs(torch.randint(0, 255, (n, 16, 16, 3), dtype=torch.uint8), mean, std, False, recipe.data)
     rows = torch.arange(n)
-    return Trainer(model, recipe, TrainingSet(images, rows % 2, rows, 2, rows), recipe.optim.epochs, False)
+    return Trainer(model, recipe, TrainingSet(images, rows % 2, rows, 2, rows, seed), recipe.optim.epochs, False)
+
+
+class Recorded(ResidentImages):
+    """Resident images that keep, per training step, the rows asked for and the (augmented) input given."""
+
+    def train_batches(self, order, labels, batch_size, generator, rank=0, world=1, flips=None):
+        self.steps = []
+        for start, (x, y) in zip(range(0, len(order), batch_size), super().train_batches(
+                order, labels, batch_size, generator, rank, world, flips)):  # fmt: skip
+            self.steps.append((order[start : start + batch_size], x))
+            yield x, y
+
+    def mirrored(self) -> dict[int, bool]:
+        """Row -> whether the last epoch showed it mirrored (every input is the image or its mirror, /255)."""
+        seen = {}
+        for rows, x in self.steps:
+            for row, image in zip(rows.tolist(), x.permute(0, 2, 3, 1)):
+                plain = self.images[row].float() / 255
+                assert torch.allclose(image, plain) or torch.allclose(image, plain.flip(1))
+                seen[row] = not torch.allclose(image, plain)
+        return seen
+
+
+def test_alternating_flip_shows_each_image_mirrored_every_other_epoch():
+    recipe = tiny_recipe(model=SPEEDNET, data={"crop_padding": 0, "hflip": True, "hflip_alternate": True})
+    trainer = trainer_for(recipe, seed=3, inputs=Recorded)
+    epochs = []
+    for _ in range(3):
+        trainer.train_epoch(torch.Generator().manual_seed(0))
+        epochs.append(trainer.data.inputs.mirrored())
+    assert all(epochs[1][row] != mirrored for row, mirrored in epochs[0].items())  # the other side, every image
+    assert epochs[2] == epochs[0] and 16 < sum(epochs[0].values()) < 48  # a seeded coin per image, repeating
+    again = trainer_for(recipe, seed=3, inputs=Recorded)
+    again.step = trainer.steps_per_epoch  # as resumed after epoch 0: epoch 1's side of every image
+    again.train_epoch(torch.Generator().manual_seed(5))
+    assert again.data.inputs.mirrored() == epochs[1]
+    other = trainer_for(recipe, seed=4, inputs=Recorded)
+    other.train_epoch(torch.Generator().manual_seed(0))
+    assert other.data.inputs.mirrored() != epochs[0]  # the run's seed draws the coins
 
 
 def test_norm_parameters_learn_at_the_scaled_rate_with_the_same_decay_per_step():

@@ -15,9 +15,14 @@ def reflect_index(idx: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def crop_flip(
-    images: torch.Tensor, padding: int, hflip: bool, generator: torch.Generator | None = None
+    images: torch.Tensor,
+    padding: int,
+    hflip: bool,
+    generator: torch.Generator | None = None,
+    flips: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Random translation by up to `padding` px (reflect-padded crop) and random horizontal flip, per image.
+    """Random translation by up to `padding` px (reflect-padded crop) and random horizontal flip, per image; with
+    `flips` (bool per image) those images are mirrored instead of a random half.
 
     `images` is uint8 NHWC; the result is uint8 NHWC. One gather, no padded copy of the batch.
     """
@@ -29,7 +34,9 @@ def crop_flip(
         shift = torch.randint(-padding, padding + 1, (2, n, 1), device=device, generator=generator)
         rows = reflect_index(rows + shift[0], h)
         cols = reflect_index(cols + shift[1], w)
-    if hflip:
+    if flips is not None:
+        cols = torch.where(flips[:, None], cols.flip(1), cols)
+    elif hflip:
         flip = torch.rand(n, 1, device=device, generator=generator) < 0.5
         cols = torch.where(flip, cols.flip(1), cols)
     batch = torch.arange(n, device=device)[:, None, None]

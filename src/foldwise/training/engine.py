@@ -33,6 +33,7 @@ class TrainingSet:
     rows: torch.Tensor  # the rows this run trains on
     num_classes: int
     bn_rows: torch.Tensor  # training rows whose plain images set the EMA model's BatchNorm statistics
+    seed: int = 0  # the run's seed: draws the images' first flips under data.hflip_alternate
 
 
 def wrapped(model, recipe: Recipe, dist: Dist, device: torch.device):
@@ -94,6 +95,12 @@ class Lookahead:
                 state[key].copy_(slow)
 
 
+def first_flips(data: TrainingSet) -> torch.Tensor:
+    """airbench's alternating flip: whether each image is mirrored in even epochs (a seeded coin per row, the same
+    on every rank and after a resume); odd epochs show the other side."""
+    return torch.rand(len(data.labels), generator=torch.Generator().manual_seed(data.seed)) < 0.5
+
+
 class Trainer:
     """Everything one run needs to train, given at construction: `train_epoch()`, `predict(inputs, rows)`, and
     `state_dict()` / `load_state_dict()` for checkpoints."""
@@ -119,6 +126,7 @@ class Trainer:
         mixing = dict(mixup_alpha=batch.mixup, cutmix_alpha=batch.cutmix, label_smoothing=optim.label_smoothing)
         self.mixup = Mixup(**mixing, num_classes=data.num_classes) if batch.mixup or batch.cutmix else None
         self.step, self.recalibrated_at = 0, -1
+        self.first_flips = first_flips(data) if batch.hflip and batch.hflip_alternate else None
         self.head_steps = round(optim.head_epochs * steps_per_epoch)  # only the classifier learns until then
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -137,8 +145,12 @@ class Trainer:
         order = shard(rows[self.epoch_order(generator)], self.dist)
         # Same step count on every rank (DDP needs it); drop the ragged last batch (BatchNorm, mixup want full ones).
         steps = max(1, (len(rows) // self.dist.world) // batch_size)
+        order = order[: steps * batch_size]
+        flips = None
+        if self.first_flips is not None:  # epochs 1, 3, ... mirror what epochs 0, 2, ... showed (alternating flip)
+            flips = self.first_flips[order] ^ bool(self.step // self.steps_per_epoch % 2)
         batches = self.data.inputs.train_batches(
-            order[: steps * batch_size], self.data.labels, batch_size, generator, self.dist.rank, self.dist.world
+            order, self.data.labels, batch_size, generator, self.dist.rank, self.dist.world, flips
         )
         total = torch.zeros((), device=self.device)
         for x, y in progress(batches, total=steps, desc=desc, leave=False, unit="batch"):

@@ -40,9 +40,11 @@ class Inputs(Protocol):
         generator: torch.Generator,
         rank: int = 0,
         world: int = 1,
+        flips: torch.Tensor | None = None,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(augmented model input, labels) per step over `order` (a whole number of batches), on the device; `rank`
-        of `world` processes draws its own augmentation."""
+        of `world` processes draws its own augmentation; `flips` (bool per position of `order`, CPU) says which
+        images are mirrored where the inputs can follow it (alternating flip), else the flips are random."""
         ...
 
     def eval_batches(self, rows: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
@@ -73,24 +75,28 @@ class ResidentImages:
     def __len__(self) -> int:
         return len(self.images)
 
-    def gather(self, index: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Normalized float batch of these rows (`index` on the images' device), augmented when a generator is given."""
+    def gather(
+        self, index: torch.Tensor, generator: torch.Generator | None = None, flips: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Normalized float batch of these rows (`index` on the images' device), augmented when a generator is given
+        (mirrored where `flips`, on the device, says so, when given)."""
         batch = self.images[index].to(self.device, non_blocking=True)
         aug = self.augment if generator is not None else None
         if aug and (aug.crop_padding or aug.hflip):
-            batch = crop_flip(batch, aug.crop_padding, aug.hflip, generator)
+            batch = crop_flip(batch, aug.crop_padding, aug.hflip, generator, flips if aug.hflip else None)
         x = to_model_input(batch, self.mean, self.std, self.channels_last)
         if aug and aug.random_resized_crop:
             x = random_resized_crop(x, aug.random_resized_crop, generator)
         return self.erase(x) if aug and self.erase is not None else x
 
-    def train_batches(self, order, labels, batch_size, generator, rank: int = 0, world: int = 1):
-        """The epoch's order and the labels move to the device once; each step gathers and augments there."""
+    def train_batches(self, order, labels, batch_size, generator, rank: int = 0, world: int = 1, flips=None):
+        """The epoch's order, flips and the labels move to the device once; each step gathers and augments there."""
         draws = device_generator(generator, self.device, rank, world)  # one per epoch, drawn from the seeded stream
         order, labels = order.to(self.images.device), labels.to(self.device)
+        flips = None if flips is None else flips.to(self.device)
         for start in range(0, len(order), batch_size):
-            index = order[start : start + batch_size]
-            yield self.gather(index, draws), labels[index.to(self.device)]
+            index, step = order[start : start + batch_size], slice(start, start + batch_size)
+            yield self.gather(index, draws, None if flips is None else flips[step]), labels[index.to(self.device)]
 
     def eval_batches(self, rows, batch_size):
         rows = rows.to(self.images.device)
@@ -112,7 +118,7 @@ class StreamedImages:
         """uint8 NHWC batch from a worker -> normalized model input on the device."""
         return to_model_input(batch.to(self.device, non_blocking=True), self.mean, self.std, self.channels_last)
 
-    def train_batches(self, order, labels, batch_size, generator, rank: int = 0, world: int = 1):
+    def train_batches(self, order, labels, batch_size, generator, rank: int = 0, world: int = 1, flips=None):
         seed = int(torch.randint(2**31, (1,), generator=generator)) + RANK_STRIDE * rank  # the workers' stream
         pin = self.device.type == "cuda"
         for batch, y in stream.batches(self.images, labels, order, batch_size, self.augment, seed, pin=pin):
@@ -132,7 +138,7 @@ class CachedFeatures:
     def __len__(self) -> int:
         return len(self.features)
 
-    def train_batches(self, order, labels, batch_size, generator, rank: int = 0, world: int = 1):
+    def train_batches(self, order, labels, batch_size, generator, rank: int = 0, world: int = 1, flips=None):
         order, labels = order.to(self.device), labels.to(self.device)
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]

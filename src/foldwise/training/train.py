@@ -99,7 +99,9 @@ def prepare(plan: RunPlan) -> Run:
     meta["pipeline"] = "features" if trained is not model else choose_pipeline_of(train)
     epochs, meta["epochs_source"] = (recipe.optim.epochs, "recipe") if plan.fold is not None else full_epochs(plan)
     bn_rows = torch.tensor(spread_sample(train_rows, labels, BN_RECALIBRATION_IMAGES, meta["seed"]))
-    data = TrainingSet(train, torch.from_numpy(labels).long(), torch.tensor(train_rows), len(comp.classes), bn_rows)
+    data = TrainingSet(
+        train, torch.from_numpy(labels).long(), torch.tensor(train_rows), len(comp.classes), bn_rows, meta["seed"]
+    )
     trainer = Trainer(trained, trainer_recipe, data, epochs, bf16, dist)
     norm = (mean.flatten().tolist(), std.flatten().tolist())
     valid = torch.tensor(valid_rows, dtype=torch.long)
