@@ -1,6 +1,6 @@
 """The speed probe (training/probe.py): the fastest measured format wins, results are cached, fixed settings narrow
 the formats tried, a clearly slower format stops early (and is not timed on inference), and a probe batch stays
-small on a CPU, where predictions run in batches of its size."""
+small on a CPU."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 
 from foldwise.config import load_recipe
 from foldwise.training import probe as probe_module
-from foldwise.training.probe import predicting_here, probe, probe_batch, resolved, timed
+from foldwise.training.probe import probe, probe_batch, resolved, timed
 
 CPU = torch.device("cpu")
 
@@ -54,7 +54,7 @@ def test_fixed_settings_narrow_the_formats(monkeypatch, tmp_path):
     assert sorted(calls) == [(False, False), (False, True)]
     assert (chosen.run.bf16, chosen.run.channels_last) == (False, False)
     fixed = load_recipe("speed", ["run.bf16=false", "run.channels_last=true"])
-    assert resolved(fixed, CPU, 10) == predicting_here(fixed, CPU) and len(calls) == 2  # nothing to decide: no probe
+    assert resolved(fixed, CPU, 10) is fixed and len(calls) == 2  # nothing to decide: no probe
 
 
 def test_a_clearly_slower_format_stops_after_its_warm_up():
@@ -84,16 +84,6 @@ def test_a_clearly_slower_format_stops_after_its_warm_up():
 )
 def test_probe_batches_fill_a_cpu_without_minutes_per_step(overrides, device, batch):
     assert probe_batch(load_recipe("speed", overrides), torch.device(device)) == batch
-
-
-def test_a_cpu_predicts_in_the_batches_the_probe_timed(monkeypatch, tmp_path):
-    monkeypatch.setenv("FOLDWISE_CACHE", str(tmp_path))
-    recipe = load_recipe("speed", ["data.image_size=32", "run.bf16=false", "run.channels_last=true"])
-    assert recipe.data.eval_batch_size == 2048 and probe_batch(recipe, CPU) == 256
-    assert resolved(recipe, CPU, 10).data.eval_batch_size == 256  # fixed formats: no probe, still the batch
-    assert predicting_here(recipe, torch.device("cuda")) == recipe  # a GPU keeps the recipe's large batches
-    small = load_recipe("speed", ["data.image_size=32", "data.eval_batch_size=100"])
-    assert predicting_here(small, CPU).data.eval_batch_size == 100
 
 
 def test_a_far_slower_format_stops_after_a_step_on_a_slice_of_the_batch(monkeypatch):

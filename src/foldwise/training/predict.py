@@ -22,7 +22,6 @@ from foldwise.training.device import resolve_device
 from foldwise.training.engine import predict_logits
 from foldwise.training.inputs import CachedFeatures, Inputs, ResidentImages, StreamedImages
 from foldwise.training.models import create_model
-from foldwise.training.probe import predicting_here
 from foldwise.training.runs import TEST_PIXELS, RunPlan
 from foldwise.training.stream import choose_pipeline
 
@@ -41,19 +40,17 @@ def load_trained(plan: RunPlan, device: torch.device) -> tuple[torch.nn.Module, 
     return model.eval(), mean, std
 
 
-def as_trained(plan: RunPlan, device: torch.device) -> RunPlan:
-    """The plan with the numeric format the run trained in (config.yaml records what 'auto' resolved to), predicting
-    in the batches it would use here (`probe.predicting_here`)."""
+def as_trained(plan: RunPlan) -> RunPlan:
+    """The plan with the numeric format the run trained in (config.yaml records what 'auto' resolved to)."""
     meta = yaml.safe_load((plan.run_dir / "config.yaml").read_text())
     run = plan.recipe.run
     formats = {"bf16": bool(meta.get("bf16", False)), "channels_last": meta.get("channels_last", run.channels_last)}
-    recipe = predicting_here(plan.recipe, device)
-    return replace(plan, recipe=replace(recipe, run=replace(run, **formats)))
+    return replace(plan, recipe=replace(plan.recipe, run=replace(run, **formats)))
 
 
 def test_logits(plan: RunPlan, device: torch.device) -> np.ndarray:
     """The recipe's test logits from model.pt: on the pixels with its TTA, or its classifier on fresh features."""
-    plan = as_trained(plan, device)
+    plan = as_trained(plan)
     recipe, bf16 = plan.recipe, plan.recipe.run.bf16
     model, mean, std = load_trained(plan, device)
     images = cached_images(plan.comp.test_images, recipe.data.image_size, plan.cache_dir, "test")

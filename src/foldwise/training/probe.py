@@ -207,9 +207,7 @@ def probe(recipe: Recipe, device: torch.device, classes: int) -> Speed:
 
 def resolved(recipe: Recipe, device: torch.device, classes: int) -> Recipe:
     """The recipe with run.bf16 / run.channels_last 'auto' replaced by the fastest format measured here (a probe,
-    cached); bf16 stays off where the device cannot compute it at all; on a CPU it predicts in probe-sized batches
-    (`predicting_here`)."""
-    recipe = predicting_here(recipe, device)
+    cached); bf16 stays off where the device cannot compute it at all."""
     run = recipe.run
     if run.bf16 != "auto" and run.channels_last != "auto":
         return recipe
@@ -222,16 +220,6 @@ def resolved(recipe: Recipe, device: torch.device, classes: int) -> Recipe:
     bf16 = speed.bf16 if run.bf16 == "auto" else run.bf16
     channels_last = speed.channels_last if run.channels_last == "auto" else run.channels_last
     return replace(recipe, run=replace(run, bf16=bf16, channels_last=channels_last))
-
-
-def predicting_here(recipe: Recipe, device: torch.device) -> Recipe:
-    """On a CPU, the recipe predicting in batches no larger than the probe's (`probe_batch`, which its inference
-    img/s was measured at): larger batches' activations leave the caches. `python bench/bench_predict_batch.py` on
-    the 2-core AVX2 CPU: OOF-style prediction 1.2-1.4x faster at the probe's batch than at the recipes' 1024-2048."""
-    if device.type != "cpu":
-        return recipe
-    batch = min(recipe.data.eval_batch_size, probe_batch(recipe, device))
-    return replace(recipe, data=replace(recipe.data, eval_batch_size=batch))
 
 
 def bf16_possible(device: torch.device) -> bool:
