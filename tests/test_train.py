@@ -142,7 +142,8 @@ def test_early_stopping_sets_the_full_retrains_epochs(ready):
     assert not should_stop([{"valid_loss": v} for v in (3, 1, 2, 1.5)], 0)
 
     comp, ws = ready
-    recipe = tiny_recipe(optim={"epochs": 30, "patience": 1, "lr": 2.0})  # a huge lr: valid loss stalls early
+    # A huge lr: valid loss stalls early. 'auto' formats: the full retrain resolves them and still finds its folds.
+    recipe = tiny_recipe(optim={"epochs": 30, "patience": 1, "lr": 2.0}, run={"channels_last": "auto"})
     stopped = []
     for fold in (0, 1, 2):
         meta = yaml.safe_load((train_run(comp, recipe, fold, ws) / "config.yaml").read_text())

@@ -225,10 +225,12 @@ def fold_rows(plan: RunPlan) -> tuple[list[int], list[int]]:
 
 
 def full_epochs(plan: RunPlan) -> tuple[int, str]:
-    """Epochs for the full retrain: the median of the finished folds' epochs (early stopping), else the recipe's."""
+    """Epochs for the full retrain: the median of the finished folds' epochs (early stopping), else the recipe's.
+    Folds count when they recorded the recipe this run records (its identity, with run.bf16 / run.channels_last
+    'auto' as written, not as resolved for this machine)."""
     recipe = plan.recipe
     folds = [yaml.safe_load(p.read_text()) for p in sorted(plan.run_dir.parent.glob("fold*/config.yaml"))]
-    counts = [m["epochs"] for m in folds if same("recipe", m.get("recipe"), recipe.to_dict()) and "epochs" in m]
+    counts = [m["epochs"] for m in folds if same("recipe", m.get("recipe"), plan.meta["recipe"]) and "epochs" in m]
     if not counts or recipe.optim.patience <= 0:
         return recipe.optim.epochs, "recipe"
     return int(statistics.median(counts)), f"median of {len(counts)} folds' early-stopped epochs {counts}"
