@@ -49,20 +49,24 @@ class Recorded(ResidentImages):
 
 def test_alternating_flip_shows_each_image_mirrored_every_other_epoch():
     recipe = tiny_recipe(model=SPEEDNET, data={"crop_padding": 0, "hflip": True, "hflip_alternate": True})
-    trainer = trainer_for(recipe, seed=3, inputs=Recorded)
+    trainer = trainer_for(recipe, n=72, seed=3, inputs=Recorded)  # 4 full batches: 8 rows left out each epoch
     epochs = []
     for _ in range(3):
         trainer.train_epoch(torch.Generator().manual_seed(0))
         epochs.append(trainer.data.inputs.mirrored())
-    assert all(epochs[1][row] != mirrored for row, mirrored in epochs[0].items())  # the other side, every image
-    assert epochs[2] == epochs[0] and 16 < sum(epochs[0].values()) < 48  # a seeded coin per image, repeating
-    again = trainer_for(recipe, seed=3, inputs=Recorded)
+    shared = set(epochs[0]) & set(epochs[1])
+    assert len(shared) >= 56 and all(epochs[1][row] != epochs[0][row] for row in shared)  # the other side, all
+    assert all(epochs[2][row] == epochs[0][row] for row in set(epochs[0]) & set(epochs[2]))  # a coin per image
+    assert 16 < sum(epochs[0].values()) < 48
+    again = trainer_for(recipe, n=72, seed=3, inputs=Recorded)
     again.step = trainer.steps_per_epoch  # as resumed after epoch 0: epoch 1's side of every image
     again.train_epoch(torch.Generator().manual_seed(5))
-    assert again.data.inputs.mirrored() == epochs[1]
-    other = trainer_for(recipe, seed=4, inputs=Recorded)
+    resumed = again.data.inputs.mirrored()
+    assert all(resumed[row] != epochs[0][row] for row in set(resumed) & set(epochs[0]))
+    other = trainer_for(recipe, n=72, seed=4, inputs=Recorded)
     other.train_epoch(torch.Generator().manual_seed(0))
-    assert other.data.inputs.mirrored() != epochs[0]  # the run's seed draws the coins
+    seen = other.data.inputs.mirrored()
+    assert any(seen[row] != epochs[0][row] for row in set(seen) & set(epochs[0]))  # the run's seed draws the coins
 
 
 def test_norm_parameters_learn_at_the_scaled_rate_with_the_same_decay_per_step():

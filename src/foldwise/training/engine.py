@@ -21,6 +21,7 @@ from foldwise.training.distributed import Dist, gather_sharded, mean_across, sha
 from foldwise.training.inputs import Inputs
 from foldwise.training.optim import create_optimizer_and_scheduler, set_head_phase
 
+FLIP_STREAM = 104_729  # seed offset of the alternating flip's coins
 BN_RECALIBRATION_IMAGES = 8192  # training images that set the EMA model's BatchNorm statistics before predicting
 
 
@@ -98,7 +99,8 @@ class Lookahead:
 def first_flips(data: TrainingSet) -> torch.Tensor:
     """airbench's alternating flip: whether each image is mirrored in even epochs (a seeded coin per row, the same
     on every rank and after a resume); odd epochs show the other side."""
-    return torch.rand(len(data.labels), generator=torch.Generator().manual_seed(data.seed)) < 0.5
+    coins = torch.Generator().manual_seed(data.seed + FLIP_STREAM)  # not the batch order's stream (same seed)
+    return torch.rand(len(data.labels), generator=coins) < 0.5
 
 
 class Trainer:

@@ -95,8 +95,8 @@ class ResidentImages:
         order, labels = order.to(self.images.device), labels.to(self.device)
         flips = None if flips is None else flips.to(self.device)
         for start in range(0, len(order), batch_size):
-            index, step = order[start : start + batch_size], slice(start, start + batch_size)
-            yield self.gather(index, draws, None if flips is None else flips[step]), labels[index.to(self.device)]
+            index, positions = order[start : start + batch_size], slice(start, start + batch_size)
+            yield self.gather(index, draws, None if flips is None else flips[positions]), labels[index.to(self.device)]
 
     def eval_batches(self, rows, batch_size):
         rows = rows.to(self.images.device)
