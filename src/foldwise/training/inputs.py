@@ -83,7 +83,7 @@ class ResidentImages:
         batch = self.images[index].to(self.device, non_blocking=True)
         aug = self.augment if generator is not None else None
         if aug and (aug.crop_padding or aug.hflip):
-            batch = crop_flip(batch, aug.crop_padding, aug.hflip, generator, flips if aug.hflip else None)
+            batch = crop_flip(batch, aug.crop_padding, aug.hflip, generator, flips)
         x = to_model_input(batch, self.mean, self.std, self.channels_last)
         if aug and aug.random_resized_crop:
             x = random_resized_crop(x, aug.random_resized_crop, generator)
