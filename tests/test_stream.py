@@ -57,3 +57,12 @@ def test_training_on_the_streaming_path(tiny_comp):
     assert len(oof["ids"]) == 20 and np.isfinite(oof["logits"]).all()
     np.testing.assert_array_equal(oof["logits"], np.load(again / "oof.npz")["logits"])
     assert np.load(first / "test.npz")["logits"].shape == (30, 10)
+
+
+def test_alternating_flip_asked_of_the_streaming_path_is_said_not_silently_ignored(tiny_comp, caplog):
+    """The workers flip at random: data.hflip_alternate there gets a warning naming the pipeline that honours it."""
+    ws, comp = Workspace(tiny_comp.parents[1]), load_competition(tiny_comp)
+    write_folds(make_folds(comp, k=5, seed=0), ws.folds_csv(comp.name), k=5, seed=0)
+    data = {"pipeline": "stream", "hflip": True, "hflip_alternate": True}
+    train_run(comp, tiny_recipe("alt", data=data, optim={"epochs": 1}), 0, ws)
+    assert any("hflip_alternate" in r.getMessage() and "tensor" in r.getMessage() for r in caplog.records)

@@ -20,8 +20,9 @@ from foldwise.blending.metrics import paired_p, safe_score
 from foldwise.metrics import Metric
 
 SIGNIFICANCE = 0.05
-CUT_GRID = 60  # candidate positions per cut point and pass
+CUT_GRID = 20  # candidate positions per cut point and pass
 CUT_PASSES = 3
+CUT_SHRINK = 0.25  # each pass searches a window this much narrower around the cut: coarse to fine
 
 
 @dataclass(frozen=True)
@@ -77,18 +78,20 @@ def fit(kind: str, probs: np.ndarray, labels: np.ndarray, scored: Metric) -> Dec
 
 
 def fit_cuts(probs: np.ndarray, labels: np.ndarray, scored: Metric) -> tuple[float, ...]:
-    """Cut points on the expected grade maximizing the metric: coordinate search, each cut between its neighbours."""
+    """Cut points on the expected grade maximizing the metric: coordinate search, each cut between its neighbours,
+    coarse to fine (the first pass spans the whole gap, each later one a CUT_SHRINK-times narrower window around
+    the cut). The same final precision as 60 evenly spaced candidates per pass would need with a third of the metric
+    calls (a suite's ordinal demo spent 25 of its 43 s here)."""
     classes = probs.shape[1]
     cuts = np.arange(classes - 1) + 0.5
-    for _ in range(CUT_PASSES):
+    for step in range(CUT_PASSES):
         for i in range(len(cuts)):
             low = cuts[i - 1] if i else 0.0
             high = cuts[i + 1] if i + 1 < len(cuts) else classes - 1.0
-            best, best_score = (
-                cuts[i],
-                safe_score(scored, Decision("qwk_cuts", tuple(cuts)).scored_probs(probs), labels),
-            )
-            for value in np.linspace(low, high, CUT_GRID)[1:-1]:
+            half = (high - low) * CUT_SHRINK**step / 2
+            window = np.linspace(max(low, cuts[i] - half), min(high, cuts[i] + half), CUT_GRID)
+            best, best_score = cuts[i], cut_score(cuts, probs, labels, scored)
+            for value in window[(window > low) & (window < high)]:
                 trial = cuts.copy()
                 trial[i] = value
                 score = cut_score(trial, probs, labels, scored)
