@@ -297,3 +297,34 @@ def test_changed_images_give_a_new_decode_cache(tmp_path):
     second = np.array(cached_images(tuple(paths), 8, tmp_path / "cache", "test"))
     assert (second[2] == 0).all() and not (first[2] == 0).all()
     np.testing.assert_array_equal(np.delete(first, 2, axis=0), np.delete(second, 2, axis=0))
+
+
+def test_the_loops_second_report_keeps_only_the_oof_plots_of_this_very_blend(blended):
+    """write_report(reuse=True), the loop's report after the full retrain, keeps the OOF plots drawn for this
+    blend.json (plots.json holds its digest) and redraws the test predictions; a plot gone from disk or a digest of
+    another blend.json draws them all again, and the report reads the same either way."""
+    from foldwise.data.formats import load_competition
+    from foldwise.reporting.report import write_report
+    from foldwise.workspace import Workspace
+
+    root, comp_dir = blended
+    ws, comp = Workspace(root), load_competition(comp_dir)
+    out = ws.blend_dir(comp.name)
+
+    def inode(name: str) -> int:  # every plot is written atomically (a new file), so a redraw changes it
+        return (out / name).stat().st_ino
+
+    drawn = {name: inode(name) for name in ("confusion.png", "mistakes.png", "test_examples.png")}
+    report = (out / "report.md").read_text()
+    write_report(ws, comp, reuse=True)
+    assert inode("confusion.png") == drawn["confusion.png"] and inode("mistakes.png") == drawn["mistakes.png"]
+    assert inode("test_examples.png") != drawn["test_examples.png"]
+    assert (out / "report.md").read_text() == report
+    (out / "reliability.png").unlink()
+    write_report(ws, comp, reuse=True)
+    assert (out / "reliability.png").exists() and inode("confusion.png") != drawn["confusion.png"]
+    stamp = json.loads((out / "plots.json").read_text())
+    write_text_atomic(out / "plots.json", json.dumps({**stamp, "blend_sha256": "0" * 64}))
+    kept = inode("confusion.png")
+    write_report(ws, comp, reuse=True)
+    assert inode("confusion.png") != kept and (out / "report.md").read_text() == report

@@ -76,7 +76,7 @@ def read_evidence(ws: Workspace, comp: Competition) -> BlendEvidence:
 
 
 def write_plots(evidence: BlendEvidence, comp: Competition, out: Path) -> None:
-    """Every PNG the sections show, into the blend directory."""
+    """The PNGs drawn from the blend's OOF evidence (what blend.json pins down), into the blend directory."""
     rows, classes, labels, probs = (
         evidence.choice["candidates"],
         evidence.choice["classes"],
@@ -84,8 +84,6 @@ def write_plots(evidence: BlendEvidence, comp: Competition, out: Path) -> None:
         evidence.probs,
     )
     chosen, best = evidence.chosen, evidence.best_single
-    plots.class_counts(comp, out / "class_counts.png")
-    plots.learning_curves(evidence.histories, out / "learning_curves.png")
     plots.candidates(rows, out / "candidates.png")
     plots.per_class(probs[chosen], probs[best], labels, classes, chosen, best, out / "per_class.png")
     plots.confusion(probs[chosen], labels, classes, f"OOF confusion matrix: {chosen}", out / "confusion.png")
@@ -94,10 +92,42 @@ def write_plots(evidence: BlendEvidence, comp: Competition, out: Path) -> None:
     plots.accuracy_vs_models(rows, probs, labels, out / "models_vs_accuracy.png")
 
 
-def build_sections(ws: Workspace, comp: Competition) -> list[Section]:
-    """Every section, with its plots written into the blend directory."""
+OOF_PNGS = ["candidates.png", "per_class.png", "confusion.png", "reliability.png", "models_vs_accuracy.png"]
+
+
+def oof_figures(ws: Workspace, comp: Competition, evidence: BlendEvidence, reuse: bool) -> dict:
+    """Draw the OOF-evidence plots and galleries; their gallery texts. With `reuse`, those drawn for this very
+    blend.json (plots.json records its digest) and still on disk are kept: the loop's second report, after the full
+    retrain, changes none of them (4 s of each run's ~9 s of report on the demos)."""
+    out, stamp = ws.blend_dir(comp.name), ws.blend_dir(comp.name) / "plots.json"
+    if reuse and stamp.exists():
+        saved = json.loads(stamp.read_text())
+        if saved.get("blend_sha256") == evidence.blend_sha256 and all((out / f).exists() for f in saved["files"]):
+            return saved["texts"]
+    write_plots(evidence, comp, out)
+    probs = evidence.probs[evidence.chosen]
+    texts = {
+        "mistakes": gallery.confident_mistakes(comp, evidence.ids, probs, evidence.labels, out / "mistakes.png"),
+        "look_alikes": gallery.look_alikes(ws, comp, out / "look_alikes.png"),
+    }
+    files = OOF_PNGS + ["mistakes.png"] * has_mistakes(texts) + ["look_alikes.png"] * bool(texts["look_alikes"])
+    record = {"blend_sha256": evidence.blend_sha256, "files": files, "texts": texts}
+    write_text_atomic(stamp, json.dumps(record, indent=1))
+    return texts
+
+
+def has_mistakes(texts: dict) -> bool:
+    """Whether the confident-mistakes gallery was drawn (there were OOF mistakes)."""
+    return not texts["mistakes"].startswith("No OOF")
+
+
+def build_sections(ws: Workspace, comp: Competition, reuse: bool = False) -> list[Section]:
+    """Every section, with its plots written into the blend directory (`reuse`: see oof_figures)."""
     evidence = read_evidence(ws, comp)
-    write_plots(evidence, comp, ws.blend_dir(comp.name))
+    out = ws.blend_dir(comp.name)
+    plots.class_counts(comp, out / "class_counts.png")
+    plots.learning_curves(evidence.histories, out / "learning_curves.png")
+    texts = oof_figures(ws, comp, evidence, reuse)
     return [
         decision_section(evidence.choice, evidence.fitted, evidence.blend_sha256),
         data_section(ws, comp),
@@ -113,7 +143,7 @@ def build_sections(ws: Workspace, comp: Competition) -> list[Section]:
             None,
             ["reliability.png"],
         ),
-        *gallery_sections(ws, comp, evidence),
+        *gallery_sections(ws, comp, evidence, texts),
         test_source_section(ws, comp, evidence.fitted),
         config_section(ws, comp, [o.name for o in evidence.oofs]),
     ]
@@ -141,29 +171,21 @@ def per_class_section(evidence: BlendEvidence) -> Section:
     return Section("Per-class accuracy and confusion", text, table, ["per_class.png", "confusion.png"])
 
 
-def gallery_sections(ws: Workspace, comp: Competition, evidence: BlendEvidence) -> list[Section]:
-    """The images behind the numbers: confident mistakes, train/test look-alikes, test predictions per class."""
-    out = ws.blend_dir(comp.name)
-    probs = evidence.probs[evidence.chosen]
-    sections = [
-        Section(
-            "Most confident mistakes",
-            [gallery.confident_mistakes(comp, evidence.ids, probs, evidence.labels, out / "mistakes.png")],
-        )
-    ]
-    if not sections[0].text[0].startswith("No OOF"):
-        sections[0].images.append("mistakes.png")
-    pairs = gallery.look_alikes(ws, comp, out / "look_alikes.png")
-    if pairs:
-        sections.append(Section("Test images like training images", [pairs], None, ["look_alikes.png"]))
-    text = gallery.test_examples(ws, comp, evidence.fitted, out / "test_examples.png")
+def gallery_sections(ws: Workspace, comp: Competition, evidence: BlendEvidence, texts: dict) -> list[Section]:
+    """The images behind the numbers: confident mistakes, train/test look-alikes (drawn by oof_figures), and test
+    predictions per class (drawn here: the full retrain changes them)."""
+    sections = [Section("Most confident mistakes", [texts["mistakes"]], None, ["mistakes.png"] * has_mistakes(texts))]
+    if texts["look_alikes"]:
+        sections.append(Section("Test images like training images", [texts["look_alikes"]], None, ["look_alikes.png"]))
+    text = gallery.test_examples(ws, comp, evidence.fitted, ws.blend_dir(comp.name) / "test_examples.png")
     return sections + [Section("Test predictions by class", [text], None, ["test_examples.png"])]
 
 
-def write_report(ws: Workspace, comp: Competition) -> Path:
-    """Rebuild output/<comp>/blend/report.md and report.html from artifacts alone."""
+def write_report(ws: Workspace, comp: Competition, reuse: bool = False) -> Path:
+    """Rebuild output/<comp>/blend/report.md and report.html from artifacts alone; `reuse` keeps the OOF plots
+    already drawn for this blend.json (the loop's second report), else every plot is drawn again."""
     out = ws.blend_dir(comp.name)
-    sections = build_sections(ws, comp)
+    sections = build_sections(ws, comp, reuse)
     title = f"foldwise report: {comp.name}"
     write_text_atomic(out / "report.md", render_markdown(sections, title))
     write_text_atomic(out / "report.html", render_html(sections, title, out))
