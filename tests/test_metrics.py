@@ -50,6 +50,23 @@ def test_map_at_k_is_the_mean_reciprocal_rank_within_k():
     assert metric("map_at_5").row_scores(probs, labels) == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("name", ["accuracy", "log_loss", "top_3", "map_at_3"])
+def test_per_row_terms_average_to_the_metric_and_its_bootstrap_uses_them(name):
+    """A per-row metric's row terms average to sklearn's number (log loss with a confidently wrong row too), so the
+    bootstrap resamples row terms; the paired difference of two candidates is that of their row terms."""
+    probs, labels = synthetic(c=6)
+    probs[0] = np.eye(6)[(labels[0] + 1) % 6]  # all mass on a wrong class: a finite, large loss
+    scored = metric(name)
+    assert scored.per_row and scored.row_scores(probs, labels).mean() == pytest.approx(scored(probs, labels))
+    if name == "log_loss":
+        assert scored(probs, labels) == pytest.approx(log_loss(labels, np.clip(probs, 1e-15, 1), labels=range(6)))
+    worse = probs.copy()
+    worse[::3] = np.roll(probs[::3], 1, axis=1)  # a third of the rows' classes scrambled
+    assert paired_p(probs, worse, labels, scored) < 0.05
+    lo, hi = metric_interval(probs, labels, scored)
+    assert lo <= scored(probs, labels) <= hi
+
+
 def test_metric_names_and_directions():
     assert metric("log_loss").higher_is_better is False and metric("qwk").higher_is_better
     assert metric("map_at_12").k == 12 and metric("top_1").per_row and not metric("roc_auc").per_row

@@ -122,13 +122,16 @@ def paired_p(probs_a: np.ndarray, probs_b: np.ndarray, labels: np.ndarray, score
         return mcnemar_p(probs_a.argmax(1) == labels, probs_b.argmax(1) == labels)
     if np.array_equal(probs_a, probs_b):
         return 1.0
-    count = BOOTSTRAPS if scored.per_row else WHOLE_SET_BOOTSTRAPS
-    diffs = np.array(
-        [
-            safe_score(scored, probs_a[i], labels[i]) - safe_score(scored, probs_b[i], labels[i])
-            for i in resamples(len(labels), count, seed)
-        ]
-    )
+    if scored.per_row:  # the metric's difference on a resample is the mean of the rows' differences
+        rows = scored.row_scores(probs_a, labels) - scored.row_scores(probs_b, labels)
+        diffs = np.array([rows[i].mean() for i in resamples(len(labels), BOOTSTRAPS, seed)])
+    else:
+        diffs = np.array(
+            [
+                safe_score(scored, probs_a[i], labels[i]) - safe_score(scored, probs_b[i], labels[i])
+                for i in resamples(len(labels), WHOLE_SET_BOOTSTRAPS, seed)
+            ]
+        )
     diffs = diffs[np.isfinite(diffs)]
     if not len(diffs):
         return 1.0
