@@ -301,8 +301,9 @@ def test_changed_images_give_a_new_decode_cache(tmp_path):
 
 def test_the_loops_second_report_keeps_only_the_oof_plots_of_this_very_blend(blended):
     """write_report(reuse=True), the loop's report after the full retrain, keeps the OOF plots drawn for this
-    blend.json (plots.json holds its digest) and redraws the test predictions; a plot gone from disk or a digest of
-    another blend.json draws them all again, and the report reads the same either way."""
+    blend.json and folds (plots.json holds their digests) and redraws the test predictions; a plot gone from disk,
+    a digest of another blend.json or folds sidecar, or an unreadable plots.json draws them all again, and the report
+    reads the same either way."""
     from foldwise.data.formats import load_competition
     from foldwise.reporting.report import write_report
     from foldwise.workspace import Workspace
@@ -324,7 +325,8 @@ def test_the_loops_second_report_keeps_only_the_oof_plots_of_this_very_blend(ble
     write_report(ws, comp, reuse=True)
     assert (out / "reliability.png").exists() and inode("confusion.png") != drawn["confusion.png"]
     stamp = json.loads((out / "plots.json").read_text())
-    write_text_atomic(out / "plots.json", json.dumps({**stamp, "blend_sha256": "0" * 64}))
-    kept = inode("confusion.png")
-    write_report(ws, comp, reuse=True)
-    assert inode("confusion.png") != kept and (out / "report.md").read_text() == report
+    for tampered in ({**stamp, "blend_sha256": "0" * 64}, {**stamp, "folds_sha256": "0" * 64}, "not json", {}):
+        write_text_atomic(out / "plots.json", tampered if isinstance(tampered, str) else json.dumps(tampered))
+        kept = inode("confusion.png")
+        write_report(ws, comp, reuse=True)
+        assert inode("confusion.png") != kept and (out / "report.md").read_text() == report
