@@ -314,7 +314,7 @@ def throughput(model_name: str, size: int, batch: int, fmt: tuple[bool, bool, bo
     from foldwise.training.models import create_model
 
     bf16, channels_last, compiled, benchmark = fmt
-    torch.backends.cudnn.benchmark = benchmark
+    previous, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, benchmark
     model = create_model(recipe_from_dict({"model": {"name": model_name}}, "t").model, 10).to(device)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
@@ -335,8 +335,15 @@ def throughput(model_name: str, size: int, batch: int, fmt: tuple[bool, bool, bo
             optimizer.step()
         torch.cuda.synchronize() if device.type == "cuda" else None
     finally:
-        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.benchmark = previous
     return steps * batch / (time.perf_counter() - start)
+
+
+def format_label(fmt: tuple[bool, bool, bool, bool]) -> str:
+    """(bf16, channels_last, compile, cudnn.benchmark) as a README column name, e.g. 'bf16+cl+autotune'."""
+    bf16, channels_last, compiled, benchmark = fmt
+    extras = [name for name, on in (("cl", channels_last), ("compile", compiled), ("autotune", benchmark)) if on]
+    return "+".join(["bf16" if bf16 else "fp32", *extras])
 
 
 def check_throughput(ctx: Context) -> str:
@@ -349,14 +356,7 @@ def check_throughput(ctx: Context) -> str:
     models = [("foldwise_speednet", 32), ("resnet18", 64)] if ctx.cuda else [("foldwise_cnn", 16)]
     for name, size in models:
         for batch in (256, 1024) if ctx.cuda else (32,):
-            cells = []
-            for fmt in formats:
-                label = "+".join(
-                    part
-                    for part, on in zip(["bf16" if fmt[0] else "fp32", "cl", "compile", "autotune"], (True, *fmt[1:]))
-                    if on
-                )
-                cells.append(f"{label} {throughput(name, size, batch, fmt, device):,.0f}")
+            cells = [f"{format_label(fmt)} {throughput(name, size, batch, fmt, device):,.0f}" for fmt in formats]
             groups.append(f"{name}@{size}px batch {batch}: " + ", ".join(cells))
     return "; ".join(groups)
 

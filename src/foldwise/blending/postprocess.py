@@ -22,7 +22,7 @@ from foldwise.metrics import Metric
 SIGNIFICANCE = 0.05
 CUT_GRID = 20  # candidate positions per cut point and pass
 CUT_PASSES = 3
-CUT_SHRINK = 0.25  # each pass searches a window this much narrower around the cut: coarse to fine
+CUT_SHRINK = 0.25  # each pass's window around the cut is this fraction of the last one's width: coarse to fine
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,8 @@ def start_cuts(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     classes = probs.shape[1]
     shares = np.cumsum(np.bincount(labels, minlength=classes))[:-1] / len(labels)
     cuts = np.quantile(probs @ np.arange(classes), shares)
-    return cuts if np.all(np.diff(cuts) > 0) and cuts[0] > 0 else np.arange(classes - 1) + 0.5
+    inside = np.all(np.diff(cuts) > 0) and 0 < cuts[0] and cuts[-1] < classes - 1
+    return cuts if inside else np.arange(classes - 1) + 0.5
 
 
 def cut_score(cuts: np.ndarray, probs: np.ndarray, labels: np.ndarray, scored: Metric) -> float:

@@ -75,8 +75,9 @@ def read_evidence(ws: Workspace, comp: Competition) -> BlendEvidence:
     return BlendEvidence(choice, fitted, saved["ids"], saved["labels"], probs, oofs, histories, digest)
 
 
-def write_plots(evidence: BlendEvidence, comp: Competition, out: Path) -> None:
-    """The PNGs drawn from the blend's OOF evidence (what blend.json pins down), into the blend directory."""
+def write_plots(evidence: BlendEvidence, comp: Competition, out: Path) -> list[str]:
+    """The PNGs drawn from the blend's OOF evidence (what blend.json pins down), into the blend directory; their
+    names."""
     rows, classes, labels, probs = (
         evidence.choice["candidates"],
         evidence.choice["classes"],
@@ -90,9 +91,7 @@ def write_plots(evidence: BlendEvidence, comp: Competition, out: Path) -> None:
     raw = {o.name: softmax(o.logits) for o in evidence.oofs}
     plots.reliability(raw, {o.name: probs[o.name] for o in evidence.oofs}, labels, out / "reliability.png")
     plots.accuracy_vs_models(rows, probs, labels, out / "models_vs_accuracy.png")
-
-
-OOF_PNGS = ["candidates.png", "per_class.png", "confusion.png", "reliability.png", "models_vs_accuracy.png"]
+    return ["candidates.png", "per_class.png", "confusion.png", "reliability.png", "models_vs_accuracy.png"]
 
 
 def oof_figures(ws: Workspace, comp: Competition, evidence: BlendEvidence, reuse: bool) -> dict:
@@ -110,13 +109,13 @@ def oof_figures(ws: Workspace, comp: Competition, evidence: BlendEvidence, reuse
                 return {"mistakes": saved["texts"]["mistakes"], "look_alikes": saved["texts"]["look_alikes"]}
         except (ValueError, KeyError, TypeError):
             pass  # written by something else: draw again
-    write_plots(evidence, comp, out)
+    drawn = write_plots(evidence, comp, out)
     probs = evidence.probs[evidence.chosen]
     texts = {
         "mistakes": gallery.confident_mistakes(comp, evidence.ids, probs, evidence.labels, out / "mistakes.png"),
         "look_alikes": gallery.look_alikes(ws, comp, out / "look_alikes.png"),
     }
-    files = OOF_PNGS + ["mistakes.png"] * has_mistakes(texts) + ["look_alikes.png"] * bool(texts["look_alikes"])
+    files = drawn + ["mistakes.png"] * has_mistakes(texts) + ["look_alikes.png"] * bool(texts["look_alikes"])
     write_text_atomic(stamp, json.dumps({**key, "files": files, "texts": texts}, indent=1))
     return texts
 
