@@ -59,10 +59,16 @@ def test_training_on_the_streaming_path(tiny_comp):
     assert np.load(first / "test.npz")["logits"].shape == (30, 10)
 
 
-def test_alternating_flip_asked_of_the_streaming_path_is_said_not_silently_ignored(tiny_comp, caplog):
-    """The workers flip at random: data.hflip_alternate there gets a warning naming the pipeline that honours it."""
-    ws, comp = Workspace(tiny_comp.parents[1]), load_competition(tiny_comp)
-    write_folds(make_folds(comp, k=5, seed=0), ws.folds_csv(comp.name), k=5, seed=0)
-    data = {"pipeline": "stream", "hflip": True, "hflip_alternate": True}
-    train_run(comp, tiny_recipe("alt", data=data, optim={"epochs": 1}), 0, ws)
-    assert any("hflip_alternate" in r.getMessage() and "tensor" in r.getMessage() for r in caplog.records)
+def test_the_streaming_workers_mirror_the_rows_the_alternating_flip_names():
+    """data.hflip_alternate on the streaming path: the rows `flips` names are mirrored, the others not, whatever the
+    seed (no random flip on top); without `flips` the flips stay random."""
+    images = np.random.default_rng(0).integers(0, 255, (16, 8, 8, 3), dtype=np.uint8)
+    labels, rows = torch.arange(16), torch.arange(16)
+    data = DataConfig(image_size=8, crop_padding=0, hflip=True, hflip_alternate=True)
+    flips = torch.arange(16) % 3 == 0
+    expected = torch.from_numpy(np.where(flips.numpy()[:, None, None, None], images[:, :, ::-1], images))
+    for seed in (1, 2):
+        batch, _ = next(iter(batches(images, labels, rows, 16, data, seed, pin=False, workers=0, flips=flips)))
+        assert torch.equal(batch, expected)
+    random = [next(iter(batches(images, labels, rows, 16, data, s, pin=False, workers=0)))[0] for s in (1, 2)]
+    assert not torch.equal(random[0], random[1])

@@ -46,7 +46,6 @@ class DataConfig:
     hflip: bool = True  # random horizontal flip (turn off for digits/text)
     hflip_alternate: bool = False  # airbench's alternating flip: each image's flip is drawn once (seeded) and
     #                                reversed every other epoch, so consecutive epochs see both sides of every image
-    #                                (the tensor pipeline; the streaming workers flip at random)
     random_resized_crop: float = 0.0  # min area fraction of a random-resized-crop (aspect 3/4-4/3); 0 = off
     random_erasing: float = 0.0  # probability of timm's RandomErasing (cutout with noise) per image
     mixup: float = 0.0  # timm Mixup alpha; 0 = off

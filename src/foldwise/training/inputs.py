@@ -121,7 +121,8 @@ class StreamedImages:
     def train_batches(self, order, labels, batch_size, generator, rank: int = 0, world: int = 1, flips=None):
         seed = int(torch.randint(2**31, (1,), generator=generator)) + RANK_STRIDE * rank  # the workers' stream
         pin = self.device.type == "cuda"
-        for batch, y in stream.batches(self.images, labels, order, batch_size, self.augment, seed, pin=pin):
+        loader = stream.batches(self.images, labels, order, batch_size, self.augment, seed, pin=pin, flips=flips)
+        for batch, y in loader:
             yield self.to_device(batch), y.to(self.device, non_blocking=True)
 
     def eval_batches(self, rows, batch_size):

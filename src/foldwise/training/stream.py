@@ -35,9 +35,9 @@ def choose_pipeline(setting: str, n_images: int, size: int, device: torch.device
     return "tensor" if needed <= RESIDENT_SHARE * available else "stream"
 
 
-def train_transform(data: DataConfig, seed: int) -> A.Compose:
+def train_transform(data: DataConfig, seed: int, random_flip: bool = True) -> A.Compose:
     """The streaming path's augmentation, per image in the workers: the steps the tensor path runs in batches
-    (reflect-padded random crop, random-resized-crop, flip, erasing)."""
+    (reflect-padded random crop, random-resized-crop, flip unless the flips are given per row, erasing)."""
     size, pad = data.image_size, data.crop_padding
     steps = [
         A.PadIfNeeded(size + 2 * pad, size + 2 * pad, border_mode=cv2.BORDER_REFLECT_101),
@@ -45,7 +45,7 @@ def train_transform(data: DataConfig, seed: int) -> A.Compose:
     ]
     if data.random_resized_crop:
         steps.append(A.RandomResizedCrop((size, size), scale=(data.random_resized_crop, 1.0)))
-    if data.hflip:
+    if data.hflip and random_flip:
         steps.append(A.HorizontalFlip(p=0.5))
     if data.random_erasing:
         steps.append(
@@ -61,13 +61,19 @@ def train_transform(data: DataConfig, seed: int) -> A.Compose:
 
 
 class CachedRows(Dataset):
-    """Rows of the uint8 (N, H, W, 3) cache in a given order, optionally augmented; yields (uint8 HWC, label), or
-    the image alone when there are no labels (prediction)."""
+    """Rows of the uint8 (N, H, W, 3) cache in a given order, optionally augmented and mirrored where `flips` (bool
+    per position) says so; yields (uint8 HWC, label), or the image alone when there are no labels (prediction)."""
 
     def __init__(
-        self, images: np.ndarray, labels: torch.Tensor | None, rows: torch.Tensor, transform: A.Compose | None
+        self,
+        images: np.ndarray,
+        labels: torch.Tensor | None,
+        rows: torch.Tensor,
+        transform: A.Compose | None,
+        flips: torch.Tensor | None = None,
     ):
         self.images, self.labels, self.rows, self.transform = images, labels, rows.tolist(), transform
+        self.flips = None if flips is None else flips.tolist()
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -76,6 +82,8 @@ class CachedRows(Dataset):
         image = np.asarray(self.images[self.rows[i]])  # one row read from the memory map
         if self.transform is not None:
             image = self.transform(image=image)["image"]
+        if self.flips is not None and self.flips[i]:  # the alternating flip (data.hflip_alternate)
+            image = image[:, ::-1]
         image = torch.from_numpy(np.ascontiguousarray(image))
         return image if self.labels is None else (image, self.labels[self.rows[i]])
 
@@ -96,13 +104,15 @@ def batches(
     seed: int,
     pin: bool,
     workers: int | None = None,
+    flips: torch.Tensor | None = None,
 ) -> DataLoader:
     """Batches of (uint8 NHWC, labels) in the order of `rows` (uint8 NHWC alone when `labels` is None), decoded and
-    augmented in worker processes."""
-    transform = train_transform(data, seed) if data is not None else None
+    augmented in worker processes; mirrored where `flips` (bool per position of `rows`) says so, when given, instead
+    of at random."""
+    transform = train_transform(data, seed, random_flip=flips is None) if data is not None else None
     workers = default_workers() if workers is None else workers
     return DataLoader(
-        CachedRows(images, labels, rows, transform),
+        CachedRows(images, labels, rows, transform, flips),
         batch_size=batch_size,
         shuffle=False,
         num_workers=workers,

@@ -148,10 +148,6 @@ def make_inputs(plan: RunPlan, model, images: list[np.ndarray], norm, bf16: bool
         return model.get_classifier(), features.head_recipe(recipe), train, test
     channels_last, size = recipe.run.channels_last, recipe.data.image_size
     if choose_pipeline(recipe.data.pipeline, sum(len(a) for a in images), size, device) == "stream":
-        if recipe.data.hflip and recipe.data.hflip_alternate:
-            log.warning(
-                "data.hflip_alternate: the streaming pipeline flips at random (data.pipeline: tensor alternates)"
-            )
         train, test = (StreamedImages(a, mean, std, channels_last, recipe.data) for a in images)
     else:  # the memory-mapped cache wrapped as a tensor without a copy; moved to the GPU when there is one
         train = ResidentImages(torch.from_numpy(images[0]).to(device), mean, std, channels_last, recipe.data)
