@@ -36,12 +36,15 @@ def thumbnails(source: ImageSource, rows: list[int]) -> list[np.ndarray]:
     return out
 
 
+NO_MISTAKES = "No OOF image is misclassified by the chosen blend."  # the text when no gallery is drawn
+
+
 def confident_mistakes(comp: Competition, ids, probs: np.ndarray, labels: np.ndarray, out: Path, n: int = 18):
     """The chosen blend's wrong OOF rows with the highest predicted probability: image, truth, prediction, p."""
     predicted = probs.argmax(1)
     wrong = np.flatnonzero(predicted != labels)
     if not len(wrong):
-        return "No OOF image is misclassified by the chosen blend."
+        return NO_MISTAKES
     wrong = wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")][:n]
     row_of = {id_: i for i, id_ in enumerate(comp.train_ids)}
     images = thumbnails(comp.train_images, [row_of[str(ids[i])] for i in wrong])

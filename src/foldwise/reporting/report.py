@@ -122,7 +122,7 @@ def oof_figures(ws: Workspace, comp: Competition, evidence: BlendEvidence, reuse
 
 def has_mistakes(texts: dict) -> bool:
     """Whether the confident-mistakes gallery was drawn (there were OOF mistakes)."""
-    return not texts["mistakes"].startswith("No OOF")
+    return texts["mistakes"] != gallery.NO_MISTAKES
 
 
 def build_sections(ws: Workspace, comp: Competition, reuse: bool = False) -> list[Section]:
