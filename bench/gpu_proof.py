@@ -128,7 +128,7 @@ def check_no_host_sync(ctx: Context) -> str:
     assert many <= few, f"host syncs grow with the steps: {few} in 8 steps, {many} in 32"
     if not ctx.cuda:
         return "dry run: the tensor-path epochs ran (sync debug mode needs CUDA)"
-    return f"host syncs per epoch: {few} at 8 steps, {many} at 32 steps (per-epoch work only: none per step)"
+    return f"host syncs per epoch: {few} at 8 steps, {many} at 32 steps (setup and the epoch's loss, none per step)"
 
 
 class OneRank:
