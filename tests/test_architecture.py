@@ -69,6 +69,7 @@ TOP = (
     "foldwise.loop",
     "foldwise.gpus",
     "foldwise.budget",
+    "foldwise.clock",
 )  # the loop: imports every stage
 STAGES = ("foldwise.data", "foldwise.training", "foldwise.blending", "foldwise.reporting")
 LAYER_RULES = {  # module prefix -> what it must not import; TOP may import anything

@@ -67,7 +67,10 @@ def cmd_train(args, ws: Workspace) -> None:
         replace(r, optim=replace(r.optim, epochs=int(epochs[r.name]))) if r.name in epochs else r
         for r in load_recipes(args.config, args.set)
     ]
-    for run_dir in train_step(comp, ws, recipes, folds, args.force):
+    if args.from_fold is not None and not args.full:
+        raise FoldwiseError("--from-fold K starts the full retrain from fold K's weights: give it with --full.")
+    warm = {r.name: args.from_fold for r in recipes} if args.from_fold is not None else None
+    for run_dir in train_step(comp, ws, recipes, folds, args.force, warm_from=warm):
         print(f"done: {run_dir}")
 
 
@@ -199,6 +202,13 @@ def add_training_commands(sub) -> None:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--fold", default="0", help="fold number, comma list or 'all' (default 0)")
     group.add_argument("--full", action="store_true", help="train on all labeled data (for the submission)")
+    p.add_argument(
+        "--from-fold",
+        type=int,
+        metavar="K",
+        help="with --full: start from fold K's trained weights and train a shorter, gentler schedule on all "
+        "labeled data (a warm full retrain, for when a full one does not fit the time)",
+    )
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a recipe key")
     p.add_argument("--force", action="store_true", help="retrain even when finished artifacts exist")
     p.add_argument("--metric", help="the metric of the learning curve and early stopping (default: foldwise.yaml's)")

@@ -39,7 +39,8 @@ class RunOptions:
 def run_pipeline(comp_dir: Path, ws: Workspace, options: RunOptions, layout: str | None = None) -> int:
     """The whole loop, planned against the time budget (or its time estimated): prints each stage and the outcome;
     returns 0 (errors raise FoldwiseError)."""
-    from foldwise.budget import clock_for, fold_models, parse_duration
+    from foldwise.budget import fold_models, parse_duration
+    from foldwise.clock import clock_for
     from foldwise.config import load_recipes
     from foldwise.data.formats import load_competition
     from foldwise.reporting.report import write_report
@@ -65,8 +66,10 @@ def run_pipeline(comp_dir: Path, ws: Workspace, options: RunOptions, layout: str
     names = blendable(ws, comp, [r.name for r in recipes])
     stage("3/5 blend on out-of-fold logits", blend_step(comp, ws, names, seed=0))
     if plan.full:
-        print("== 4/5 full retrain on all labeled data")
-        train_step(comp, ws, [r for r in recipes if r.name in names], [None], options.force, clock)
+        warm = {n: plan.folds[0] for n in plan.warm}
+        start_of = f", from fold {plan.folds[0]}'s weights for {', '.join(warm)} (a warm start)" if warm else ""
+        print(f"== 4/5 full retrain on all labeled data{start_of}")
+        train_step(comp, ws, [r for r in recipes if r.name in names], [None], options.force, clock, warm)
     else:
         print(f"== 4/5 full retrain: left out by the plan; {fold_models(plan.folds)} predicts the test images")
     stage("5/5 submission", submit_step(comp, ws, options.submission))

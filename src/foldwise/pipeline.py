@@ -68,15 +68,19 @@ def folds_step(
     return lines
 
 
-def train_step(comp, ws: Workspace, recipes: list, folds: list[int | None], force: bool, clock=None) -> list[Path]:
+def train_step(
+    comp, ws: Workspace, recipes: list, folds: list[int | None], force: bool, clock=None, warm_from: dict | None = None
+) -> list[Path]:
     """Train (or skip, or predict again) every fold of every recipe in this process; the run folders. With a time
-    budget's `clock`, each run gets a deadline that leaves time for the rest, and one that cannot fit is skipped."""
-    from foldwise.training.runs import claim, plan_run
+    budget's `clock`, each run gets a deadline that leaves time for the rest, and one that cannot fit is skipped.
+    `warm_from` (recipe name -> fold): those recipes' full retrains start from that fold model's weights."""
+    from foldwise.training.lock import claim
+    from foldwise.training.runs import plan_run
 
     done = []
     for recipe in recipes:
         for fold in folds:
-            plan = plan_run(comp, recipe, fold, ws)
+            plan = plan_run(comp, recipe, fold, ws, (warm_from or {}).get(recipe.name))
             what = f"run {recipe.name} {'full' if fold is None else f'fold {fold}'}"
             if clock is not None and what in [q for q, _ in clock.queue]:
                 print(clock.line(what), flush=True)

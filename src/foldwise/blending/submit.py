@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from foldwise.blending.blend import check_inputs_unchanged, fold_files
 from foldwise.blending.ensemble import FittedBlend
@@ -34,11 +35,18 @@ def fold_average_logits(exp_dir: Path, test_ids: tuple[str, ...]) -> np.ndarray 
     return np.mean([read_test_logits(f, test_ids) for f in files], axis=0) if files else None
 
 
+def full_retrain_kind(run_dir: Path) -> str:
+    """'full retrain', or 'full retrain from fold0's weights' for a warm one (its config.yaml says)."""
+    config = run_dir / "config.yaml"
+    start = (yaml.safe_load(config.read_text()) or {}).get("init_from") if config.is_file() else None
+    return f"full retrain from {start['run']}'s weights" if start else "full retrain"
+
+
 def load_test_logits(exp_dir: Path, test_ids: tuple[str, ...]) -> tuple[np.ndarray, str]:
     """Test logits of one experiment: the full retrain's when it exists, else the mean over its fold models."""
     full = exp_dir / "full" / "test.npz"
     if full.exists():
-        return read_test_logits(full, test_ids), "full retrain"
+        return read_test_logits(full, test_ids), full_retrain_kind(exp_dir / "full")
     average = fold_average_logits(exp_dir, test_ids)
     if average is None:
         raise FoldwiseError(f"{exp_dir}: no full/test.npz or fold*/test.npz; train it first.")

@@ -65,6 +65,8 @@ def budget_section(ws: Workspace, comp: Competition) -> Section | None:
     budget = plan.get("budget")
     took = f", the run took {plan['elapsed'] / 60:.1f} min" if "elapsed" in plan else " (the run has not finished)"
     full = "then the full retrain" if plan["full"] else "no full retrain: the fold models' average predicts the test"
+    if plan["full"] and plan.get("warm"):
+        full += f", from fold {plan['folds'][0]}'s weights for {', '.join(plan['warm'])}"
     text = [
         (f"Budget {budget / 60:.1f} min" if budget else "No time budget")
         + f"; the plan estimated {estimate / 60:.1f} min{took}.",
@@ -87,10 +89,13 @@ def run_rows(ws: Workspace, comp: Competition, plan: dict) -> list[list]:
             history = config.parent / "history.csv"
             seconds = pd.read_csv(history)["seconds"] if history.exists() else pd.Series(dtype=float)
             replanned = meta.get("epochs_replanned")
+            planned = plan["epochs"].get(name, meta["recipe"]["optim"]["epochs"])
+            if meta.get("init_from"):  # a warm full retrain: its own, shorter schedule
+                planned = meta["recipe"]["optim"]["epochs"]
             rows.append(
                 [
                     f"{name}/{config.parent.name}",
-                    plan["epochs"].get(name, meta["recipe"]["optim"]["epochs"]),
+                    planned,
                     len(seconds),
                     "" if replanned is None else f"to {replanned}",
                     f"{seconds.sum() / 60:.1f}",

@@ -102,7 +102,9 @@ def test_source_section(ws: Workspace, comp: Competition, fitted: FittedBlend) -
         body.append([exp, source, f"{np.mean(accs):.4f} ± {np.std(accs):.4f} ({len(accs)} folds)", agree])
     text = [
         "Each model's test logits come from its full retrain (all labeled data, the same recipe and epoch count as the "
-        "folds) when it exists, else from the mean of its fold models' logits. The full model sees 1/k more data; "
+        "folds; or, where a time budget had room only for that, a warm one: from a fold model's weights, a shorter "
+        "schedule at a lower learning rate) when it exists, else from the mean of its fold models' logits. "
+        "The full model sees 1/k more data; "
         "the fold-to-fold spread of OOF accuracy bounds how much a single run's luck matters, and the agreement "
         "column shows how often the two choices would submit the same label."
     ]

@@ -15,7 +15,7 @@ from foldwise.fileio import write_atomic
 from foldwise.training.distributed import Dist
 from foldwise.training.engine import Trainer
 from foldwise.training.inputs import RANK_STRIDE
-from foldwise.training.runs import RUN_IDENTITY, TRAIN_PIXELS, same
+from foldwise.training.runs import INIT_FROM, RUN_IDENTITY, TRAIN_PIXELS, same
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "last.pt"
@@ -93,10 +93,11 @@ def resume(run_dir: Path, meta: dict, trainer: Trainer, generator: torch.Generat
     if not path.exists():
         return []
     state = torch.load(path, map_location="cpu", weights_only=False)
-    if state["meta"].get(TRAIN_PIXELS) != meta.get(TRAIN_PIXELS):
-        log.warning("%s: the training images changed since it was written; starting the run over", path)
-        path.unlink()
-        return []
+    for key, what in ((TRAIN_PIXELS, "the training images"), (INIT_FROM, "the fold model it started from")):
+        if state["meta"].get(key) != meta.get(key):
+            log.warning("%s: %s changed since it was written; starting the run over", path, what)
+            path.unlink()
+            return []
     for key in (*RUN_IDENTITY, "seed"):
         if not same(key, state["meta"].get(key), meta.get(key)):
             raise FoldwiseError(f"{path}: an unfinished run with a different {key}; pass --force to start over.")

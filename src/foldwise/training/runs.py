@@ -7,14 +7,9 @@ instead of paying torch + timm's ~7 s import.
 from __future__ import annotations
 
 import dataclasses
-import fcntl
-import hashlib
-import json
 import logging
-import os
-import socket
+import math
 import statistics
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +22,7 @@ from foldwise.data.content import fingerprint
 from foldwise.data.folds import read_folds, repeat_columns, split_of
 from foldwise.data.images import native_image_size
 from foldwise.errors import FoldwiseError
-from foldwise.fileio import make_dirs, not_writable, sha256_file
+from foldwise.fileio import sha256_file
 from foldwise.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -53,6 +48,9 @@ def resolve_recipe(recipe: Recipe, comp: Competition) -> Recipe:
 RUN_IDENTITY = ("recipe", "folds_sha256", "classes", "weights_sha256")  # a finished run with others is refused
 TRAIN_PIXELS = "train_images_sha256"  # changed training pixels: the run is trained again
 TEST_PIXELS = "test_images_sha256"  # changed test pixels: model.pt predicts them again
+INIT_FROM = "init_from"  # a warm full retrain: the fold and model.pt digest it started from; changed: trained again
+REFIT_SHARE = 0.3  # a warm full retrain trains this share of the fold's epochs (at least one) ...
+REFIT_LR_SCALE = 0.3  # ... at this share of the recipe's learning rate, with the recipe's schedule shape
 
 
 def run_seed(recipe: Recipe, fold: int | None) -> int:
@@ -60,8 +58,30 @@ def run_seed(recipe: Recipe, fold: int | None) -> int:
     return recipe.run.seed * 100 + (99 if fold is None else fold)
 
 
-def run_meta(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace) -> dict:
-    """What identifies a run: recipe, data, fold, seed, folds file checksum; saved in config.yaml and model.pt."""
+def warm_recipe(recipe: Recipe) -> Recipe:
+    """The recipe of a full retrain that starts from a fold model's weights instead of from scratch: REFIT_SHARE of
+    the fold's epochs at REFIT_LR_SCALE of its learning rate: the held-out fifth learned from for about 0.4 of a
+    fold's cost, when a time budget has room for that but not for a full retrain (budget.warm_start; measured in
+    README "Time budget")."""
+    optim = recipe.optim
+    epochs = max(1, math.ceil(REFIT_SHARE * optim.epochs))
+    return dataclasses.replace(recipe, optim=dataclasses.replace(optim, epochs=epochs, lr=optim.lr * REFIT_LR_SCALE))
+
+
+def init_model(ws: Workspace, comp: Competition, recipe: Recipe, fold: int) -> Path:
+    """The model.pt of the fold a warm full retrain starts from (it must be finished)."""
+    path = ws.run_dir(comp.name, recipe.name, fold) / "model.pt"
+    if not path.is_file():
+        raise FoldwiseError(
+            f"{path}: missing; a full retrain from fold {fold}'s weights needs that fold trained first "
+            f"(`foldwise train input/{comp.name} -c {recipe.name} --fold {fold}`)."
+        )
+    return path
+
+
+def run_meta(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace, init_from: Path | None = None) -> dict:
+    """What identifies a run: recipe, data, fold, seed, folds file checksum, the weights a warm full retrain starts
+    from; saved in config.yaml and model.pt."""
     meta = {
         "recipe": recipe.to_dict(),
         "competition": comp.name,
@@ -73,6 +93,8 @@ def run_meta(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace)
         TEST_PIXELS: fingerprint(comp.test_images, ws.cache_dir(comp.name), "test"),
         "foldwise_version": __version__,
     }
+    if init_from is not None:
+        meta[INIT_FROM] = {"run": init_from.parent.name, "model_sha256": sha256_file(init_from)}
     weights = Path(recipe.model.pretrained_file).expanduser()
     if recipe.model.pretrained_file and not recipe.model.pretrained_file.startswith("package:") and weights.is_file():
         meta["weights_sha256"] = sha256_file(weights)  # a replaced weights file is another run, same path or not
@@ -98,23 +120,33 @@ class RunPlan:
     meta: dict
     folds_csv: Path
     cache_dir: Path
+    init_from: Path | None = None  # a warm full retrain: the fold model.pt whose weights it starts from
 
     @property
     def name(self) -> str:
-        """'cpu-cnn fold 0', 'cpu-cnn full': how logs name the run."""
-        return f"{self.recipe.name} {'full' if self.fold is None else f'fold {self.fold}'}"
+        """'cpu-cnn fold 0', 'cpu-cnn full', 'cpu-cnn full from fold0': how logs name the run."""
+        warm = f" from {self.init_from.parent.name}" if self.init_from is not None else ""
+        return f"{self.recipe.name} {'full' if self.fold is None else f'fold {self.fold}'}{warm}"
 
     def status(self, force: bool = False) -> str:
         """'train', 'predict' or 'done' (see run_status); --force always trains."""
         return "train" if force else run_status(self.run_dir, self.fold, self.meta)
 
 
-def plan_run(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace) -> RunPlan:
-    """The plan of one run: image size resolved, identity computed; nothing is read but the folds file."""
+def plan_run(
+    comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace, warm_from: int | None = None
+) -> RunPlan:
+    """The plan of one run: image size resolved, identity computed; nothing is read but the folds file (and, for a
+    full retrain `warm_from` a fold, that fold's model.pt, whose weights it starts from with warm_recipe's
+    schedule)."""
+    init_from = None
+    if warm_from is not None and fold is None:
+        init_from = init_model(ws, comp, recipe, warm_from)
+        recipe = warm_recipe(recipe)
     recipe = resolve_recipe(recipe, comp)
     run_dir = ws.run_dir(comp.name, recipe.name, fold)
-    meta = run_meta(comp, recipe, fold, ws)
-    return RunPlan(comp, recipe, fold, run_dir, meta, ws.folds_csv(comp.name), ws.cache_dir(comp.name))
+    meta = run_meta(comp, recipe, fold, ws, init_from)
+    return RunPlan(comp, recipe, fold, run_dir, meta, ws.folds_csv(comp.name), ws.cache_dir(comp.name), init_from)
 
 
 def is_finished(run_dir: Path, fold: int | None) -> bool:
@@ -166,6 +198,9 @@ def run_status(run_dir: Path, fold: int | None, meta: dict) -> str:
             "training it again",
             run_dir,
         )
+        return "train"
+    if old.get(INIT_FROM) != meta.get(INIT_FROM):
+        log.warning("%s: the fold model it started from changed since it was trained: training it again", run_dir)
         return "train"
     if old.get(TEST_PIXELS) != meta[TEST_PIXELS]:
         log.warning(
@@ -229,70 +264,10 @@ def full_epochs(plan: RunPlan) -> tuple[int, str]:
     Folds count when they recorded the recipe this run records (its identity, with run.bf16 / run.channels_last
     'auto' as written, not as resolved for this machine)."""
     recipe = plan.recipe
+    if plan.init_from is not None:
+        return recipe.optim.epochs, f"warm start from {plan.init_from.parent.name}'s weights"
     folds = [yaml.safe_load(p.read_text()) for p in sorted(plan.run_dir.parent.glob("fold*/config.yaml"))]
     counts = [m["epochs"] for m in folds if same("recipe", m.get("recipe"), plan.meta["recipe"]) and "epochs" in m]
     if not counts or recipe.optim.patience <= 0:
         return recipe.optim.epochs, "recipe"
     return int(statistics.median(counts)), f"median of {len(counts)} folds' early-stopped epochs {counts}"
-
-
-LOCK = ".run.lock"  # in the run folder, held while a process trains or predicts there
-HELD_KEYS = (*RUN_IDENTITY, TRAIN_PIXELS, TEST_PIXELS, "seed")  # what tells two runs of one folder apart
-
-
-def held_keys(meta: dict) -> dict[str, str]:
-    """A short digest of each identifying key of a run, as written into the lock file."""
-    values = {k: comparable_recipe(meta.get(k)) if k == "recipe" else meta.get(k) for k in HELD_KEYS}
-    return {k: hashlib.sha256(json.dumps(v, sort_keys=True).encode()).hexdigest()[:16] for k, v in values.items()}
-
-
-@contextmanager
-def claim(plan: RunPlan):
-    """Hold the run folder while this process trains there: a second process with the same run waits, then finds it
-    finished; one with a different run (another lr, other data) is refused at once, naming the folder. Under
-    torchrun only rank 0 holds it (the other ranks train the same run with it)."""
-    if os.environ.get("RANK", "0") != "0":
-        yield
-        return
-    make_dirs(plan.run_dir)
-    path, mine = plan.run_dir / LOCK, held_keys(plan.meta)
-    try:
-        lock = open(path, "a+")  # noqa: SIM115 (held for the block)
-    except OSError as e:
-        raise not_writable(plan.run_dir, e) from e
-    with lock:
-        wait_or_refuse(lock, path, plan, mine)
-        lock.truncate(0)
-        lock.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "keys": mine}) + "\n")
-        lock.flush()
-        try:
-            yield
-        finally:
-            lock.truncate(0)
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def wait_or_refuse(lock, path: Path, plan: RunPlan, mine: dict[str, str]) -> None:
-    """Take the lock; when another process holds it, wait if it runs the same run, else refuse."""
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return
-    except BlockingIOError:
-        pass
-    try:
-        holder = json.loads(path.read_text() or "{}")
-    except json.JSONDecodeError:
-        holder = {}  # the holder is still writing it: wait, then the finished-check decides
-    differ = [k for k, v in holder.get("keys", {}).items() if mine.get(k) != v]
-    if differ:
-        raise FoldwiseError(
-            f"{plan.run_dir}: another foldwise process (pid {holder.get('pid')} on {holder.get('host')}) is training "
-            f"a different run here (its {differ[0].replace('_sha256', '')} differs). Wait for it to finish, or give "
-            "this recipe another name."
-        )
-    log.info(
-        "%s: another foldwise process (pid %s) is training this same run; waiting for it",
-        plan.run_dir,
-        holder.get("pid", "?"),
-    )
-    fcntl.flock(lock, fcntl.LOCK_EX)

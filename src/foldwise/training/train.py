@@ -30,10 +30,11 @@ from foldwise.training.distributed import init_distributed, local_device
 from foldwise.training.engine import BN_RECALIBRATION_IMAGES, Trainer, TrainingSet
 from foldwise.training.fit import Run, fit, score_logits, valid_labels
 from foldwise.training.inputs import CachedFeatures, Inputs, ResidentImages, StreamedImages
+from foldwise.training.lock import claim
 from foldwise.training.models import create_model, normalization
 from foldwise.training.predict import predict_again
 from foldwise.training.probe import resolved
-from foldwise.training.runs import TEST_PIXELS, RunPlan, claim, fold_rows, full_epochs, plan_run, repeat_of
+from foldwise.training.runs import TEST_PIXELS, RunPlan, fold_rows, full_epochs, plan_run, repeat_of
 from foldwise.training.stream import choose_pipeline
 from foldwise.training.weights import resolve_weights_file
 from foldwise.workspace import Workspace
@@ -42,9 +43,17 @@ log = logging.getLogger(__name__)
 WHITENING_IMAGES = 5000  # training-fold images that fit the speed net's whitening stem
 
 
-def train_run(comp: Competition, recipe: Recipe, fold: int | None, ws: Workspace, force: bool = False) -> Path:
-    """Train one fold (fold=None: all labeled data) and write its artifacts; skip when finished, resume when killed."""
-    plan = plan_run(comp, recipe, fold, ws)
+def train_run(
+    comp: Competition,
+    recipe: Recipe,
+    fold: int | None,
+    ws: Workspace,
+    force: bool = False,
+    warm_from: int | None = None,
+) -> Path:
+    """Train one fold (fold=None: all labeled data, from fold `warm_from`'s weights when given) and write its
+    artifacts; skip when finished, resume when killed."""
+    plan = plan_run(comp, recipe, fold, ws, warm_from)
     with claim(plan):
         status = plan.status(force)
         if status != "done":
@@ -95,6 +104,8 @@ def prepare(plan: RunPlan) -> Run:
     labels = np.asarray(comp.train_labels)
     init_rows = spread_sample(train_rows, labels, WHITENING_IMAGES, meta["seed"])
     init_data_dependent(model, images[0], init_rows, mean, std, recipe.run.channels_last)
+    if plan.init_from is not None:  # a warm full retrain: the fold model's weights, then a short schedule
+        model.load_state_dict(torch.load(plan.init_from, map_location="cpu", weights_only=False)["state_dict"])
     trained, trainer_recipe, train, test = make_inputs(plan, model, images, (mean, std), bf16)
     meta["pipeline"] = "features" if trained is not model else choose_pipeline_of(train)
     epochs, meta["epochs_source"] = (recipe.optim.epochs, "recipe") if plan.fold is not None else full_epochs(plan)

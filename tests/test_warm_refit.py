@@ -1,0 +1,143 @@
+"""The warm full retrain: when a time budget has no room for a full retrain, one that starts from fold 0's weights
+with a shorter, gentler schedule shows the model the held-out rows; its identity, the planner's rung, the CLI."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import tiny_recipe
+from foldwise.blending.submit import load_test_logits
+from foldwise.budget import RecipeCost, make_plan, plan_table
+from foldwise.cli import main
+from foldwise.data.folds import make_folds, write_folds
+from foldwise.data.formats import load_competition
+from foldwise.errors import FoldwiseError
+from foldwise.training.runs import REFIT_LR_SCALE, REFIT_SHARE, plan_run
+from foldwise.training.train import prepare, train_run
+from foldwise.workspace import Workspace
+
+
+@pytest.fixture
+def ready(tiny_comp):
+    """A tiny competition with 5 folds written, and its workspace."""
+    ws = Workspace(tiny_comp.parents[1])
+    comp = load_competition(tiny_comp)
+    write_folds(make_folds(comp, k=5, seed=0), ws.folds_csv(comp.name), k=5, seed=0)
+    return comp, ws
+
+
+def test_a_warm_full_retrain_starts_from_the_fold_model_with_a_gentler_schedule(ready):
+    comp, ws = ready
+    recipe = tiny_recipe(optim={"epochs": 4})
+    with pytest.raises(FoldwiseError, match="fold0/model.pt: missing.*--fold 0"):
+        plan_run(comp, recipe, None, ws, warm_from=0)
+    fold_dir = train_run(comp, recipe, 0, ws)
+    plan = plan_run(comp, recipe, None, ws, warm_from=0)
+    assert plan.recipe.optim.epochs == math.ceil(REFIT_SHARE * 4) and plan.name == "tiny full from fold0"
+    assert plan.recipe.optim.lr == pytest.approx(recipe.optim.lr * REFIT_LR_SCALE)
+    assert plan.meta["init_from"]["run"] == "fold0" and len(plan.meta["init_from"]["model_sha256"]) == 64
+    fold_weights = torch.load(fold_dir / "model.pt", weights_only=False)["state_dict"]
+    start = prepare(plan).model.state_dict()
+    assert all(torch.equal(start[k], v) for k, v in fold_weights.items())  # the fold's weights, not a fresh init
+    cold = prepare(plan_run(comp, recipe, None, ws)).model.state_dict()
+    assert not all(torch.equal(cold[k], v) for k, v in fold_weights.items())
+
+    full_dir = train_run(comp, recipe, None, ws, warm_from=0)
+    config = yaml.safe_load((full_dir / "config.yaml").read_text())
+    assert config["init_from"] == plan.meta["init_from"] and config["train_rows"] == 100
+    assert config["epochs"] == 2 and "fold0's weights" in config["epochs_source"]
+    _, source = load_test_logits(full_dir.parent, comp.test_ids)
+    assert source == "full retrain from fold0's weights"
+
+    mtime = (full_dir / "model.pt").stat().st_mtime_ns
+    train_run(comp, recipe, None, ws, warm_from=0)  # finished: skipped
+    assert (full_dir / "model.pt").stat().st_mtime_ns == mtime
+    other_seed = replace(recipe, run=replace(recipe.run, seed=1))
+    train_run(comp, other_seed, 0, ws, force=True)  # fold 0 trained again, to other weights
+    train_run(comp, recipe, None, ws, warm_from=0)  # the warm full retrain follows it
+    assert (full_dir / "model.pt").stat().st_mtime_ns != mtime
+
+
+def test_the_cli_trains_a_warm_full_retrain_and_refuses_what_it_cannot(ready, capsys):
+    comp, ws = ready
+    root, recipe = str(ws.root), tiny_recipe()
+    path = ws.root / "tiny.yaml"
+    data = recipe.to_dict()
+    data.pop("name")
+    path.write_text(yaml.safe_dump(data))
+    args = ["--root", root, "train", str(comp.root), "-c", str(path)]
+    assert main([*args, "--fold", "0", "--from-fold", "0"]) == 2
+    assert "give it with --full" in capsys.readouterr().err
+    assert main([*args, "--full", "--from-fold", "0"]) == 2
+    assert "needs that fold trained first" in capsys.readouterr().err
+    assert main([*args, "--fold", "0"]) == 0
+    assert main([*args, "--full", "--from-fold", "0"]) == 0
+    full = ws.run_dir(comp.name, "tiny", None)
+    assert yaml.safe_load((full / "config.yaml").read_text())["init_from"]["run"] == "fold0"
+    assert np.load(full / "test.npz")["logits"].shape == (len(comp.test_ids), 10)
+
+
+def costs(epoch_seconds: float = 10.0) -> dict[str, RecipeCost]:
+    """Recipes of 10 epochs; a fold epoch takes `epoch_seconds`, a full-retrain epoch 25% more; "f" is a classifier
+    on cached features (its full retrain costs moments, and stays a cold one)."""
+    made = {n: RecipeCost(n, 10, 1000.0, epoch_seconds, 5.0, 1.25 * epoch_seconds, 0.0) for n in ("a", "b")}
+    return {**made, "f": RecipeCost("f", 30, 1000.0, 0.05, 1.0, 0.05, 20.0, grows=False)}
+
+
+@pytest.mark.parametrize("folds", [[0], [0, 1, 2, 3, 4]])
+def test_room_left_after_the_epochs_goes_to_a_warm_full_retrain(folds):
+    """Fold 0 + the full retrain does not fit 90% of 590 s (546 s); fold 0 alone does, its epochs are raised to the
+    cap (15) and a warm full retrain of 5 epochs still fits (521 s). With 500 s the epochs take the room."""
+    warm = make_plan(costs(), ["a", "b", "f"], folds, 1000, 10.0, 590)
+    assert (warm.folds, warm.full, warm.warm, warm.epochs["a"]) == ([0], True, ["a", "b"], 15)
+    assert warm.reasons[-1] == "room left after the epochs: a warm full retrain from fold 0's weights (a, b)"
+    assert warm.seconds["full retrain"] == pytest.approx(2 * (5 * 12.5 + 5) + (30 * 0.05 + 1.0))
+    table = plan_table(warm, costs())
+    assert "| a | 0 | 15 | 1,000 | 2.6 | 1.1 (from fold 0, 5 epochs) |" in table
+    assert "| f | 0 | 30 | 1,000 | 0.0 | 0.0 |" in table  # cached features: a cold full retrain
+    epochs_only = make_plan(costs(), ["a", "b", "f"], folds, 1000, 10.0, 500)
+    assert (epochs_only.full, epochs_only.warm, epochs_only.epochs["a"]) == (False, [], 15)
+    roomy = make_plan(costs(), ["a", "b", "f"], folds, 1000, 10.0, 11 * 60)
+    assert roomy.full and not roomy.warm  # the full retrain itself fits
+    features = make_plan(costs(), ["f"], folds, 1000, 10.0, 590)
+    assert not features.warm
+
+
+def test_foldwise_run_follows_a_plan_with_a_warm_full_retrain(tmp_path, monkeypatch, capsys):
+    """The loop with a plan that takes the warm rung (forced here: timings cannot be on a test machine): fold 0
+    trains, the full retrain starts from its weights, and the submission, the report and plan.json say so."""
+    import json
+
+    import pandas as pd
+
+    import foldwise.loop
+    from conftest import make_tiny_competition
+
+    real = foldwise.loop.planned
+
+    def warm_plan(comp, recipes, folds, k, time_budget, start):
+        plan, costs = real(comp, recipes, folds, k, time_budget, start)
+        return replace(plan, warm=[r.name for r in recipes], reasons=["forced by the test"]), costs
+
+    monkeypatch.setattr(foldwise.loop, "planned", warm_plan)
+    comp = make_tiny_competition(tmp_path / "input" / "tiny", per_class=10)
+    data = tiny_recipe(optim={"epochs": 4}).to_dict()
+    data.pop("name")
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(data))
+    argv = ["--root", str(tmp_path), "run", str(comp), "-c", str(tmp_path / "tiny.yaml"), "--folds", "0"]
+    assert main([*argv, "--no-dedup"]) == 0
+    out, printed = tmp_path / "output" / "tiny", capsys.readouterr().out
+    assert "== 4/5 full retrain on all labeled data, from fold 0's weights for tiny (a warm start)" in printed
+    assert "full retrain from fold0's weights" in printed  # the submission line names its source
+    config = yaml.safe_load((out / "tiny" / "full" / "config.yaml").read_text())
+    assert config["init_from"]["run"] == "fold0" and config["epochs"] == 2
+    assert json.loads((out / "plan.json").read_text())["warm"] == ["tiny"]
+    report = (out / "blend" / "report.md").read_text()
+    assert "from fold 0's weights for tiny" in report and "| tiny/full | 2 | 2 |" in report
+    assert len(pd.read_csv(out / "submission.csv")) == len(load_competition(comp).test_ids)
