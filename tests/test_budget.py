@@ -109,7 +109,7 @@ def test_a_slow_run_is_replanned_and_its_schedule_still_anneals(tiny_comp, monke
     monkeypatch.setattr("foldwise.training.train.finish", finish)
     recipe = tiny_recipe(optim={"epochs": 12, "schedule": "linear", "warmup_epochs": 0})
     plan = plan_run(load_competition(tiny_comp), recipe, 0, Workspace(root))
-    execute(plan, deadline=time.time() + 5.5)
+    execute(plan, deadline=time.time() + 8.0)  # room for a slow prepare() and two 1 s epochs on a loaded machine
     history = pd.read_csv(plan.run_dir / "history.csv")
     assert 2 <= len(history) < 12
     assert yaml.safe_load((plan.run_dir / "config.yaml").read_text())["epochs_replanned"] == len(history)

@@ -11,6 +11,8 @@ from conftest import tiny_recipe
 from foldwise.config import DataConfig
 from foldwise.data.folds import make_folds, write_folds
 from foldwise.data.formats import load_competition
+from foldwise.training.augment import to_model_input
+from foldwise.training.inputs import StreamedImages
 from foldwise.training.stream import batches, choose_pipeline
 from foldwise.training.train import train_run
 from foldwise.workspace import Workspace
@@ -72,3 +74,7 @@ def test_the_streaming_workers_mirror_the_rows_the_alternating_flip_names():
         assert torch.equal(batch, expected)
     random = [next(iter(batches(images, labels, rows, 16, data, s, pin=False, workers=0)))[0] for s in (1, 2)]
     assert not torch.equal(random[0], random[1])
+    mean, std = torch.zeros(1, 3, 1, 1), torch.ones(1, 3, 1, 1)  # the input the Trainer gets passes them on too
+    streamed = StreamedImages(images, mean, std, False, data)
+    x, _ = next(streamed.train_batches(rows, labels, 16, torch.Generator().manual_seed(0), flips=flips))
+    assert torch.equal(x, to_model_input(expected, mean, std, False))

@@ -60,8 +60,21 @@ def test_a_warm_full_retrain_starts_from_the_fold_model_with_a_gentler_schedule(
     assert (full_dir / "model.pt").stat().st_mtime_ns == mtime
     other_seed = replace(recipe, run=replace(recipe.run, seed=1))
     train_run(comp, other_seed, 0, ws, force=True)  # fold 0 trained again, to other weights
+    with pytest.raises(FoldwiseError, match="fold0/model.pt, which has changed since"):
+        load_test_logits(full_dir.parent, comp.test_ids)  # the submission would predict from old weights
     train_run(comp, recipe, None, ws, warm_from=0)  # the warm full retrain follows it
     assert (full_dir / "model.pt").stat().st_mtime_ns != mtime
+    train_run(comp, recipe, None, ws)  # a rerun whose plan wants it cold: trained again, not refused
+    assert "init_from" not in yaml.safe_load((full_dir / "config.yaml").read_text())
+    train_run(comp, recipe, None, ws, warm_from=0)  # and back
+    assert yaml.safe_load((full_dir / "config.yaml").read_text())["init_from"]["run"] == "fold0"
+
+
+def test_a_warm_start_refuses_a_fold_model_of_another_network(ready):
+    comp, ws = ready
+    train_run(comp, tiny_recipe(model={"kwargs": {"widths": [8, 16, 32]}}), 0, ws)
+    with pytest.raises(FoldwiseError, match="another network.*--force"):
+        plan_run(comp, tiny_recipe(), None, ws, warm_from=0)
 
 
 def test_the_cli_trains_a_warm_full_retrain_and_refuses_what_it_cannot(ready, capsys):
@@ -75,7 +88,9 @@ def test_the_cli_trains_a_warm_full_retrain_and_refuses_what_it_cannot(ready, ca
     assert main([*args, "--fold", "0", "--from-fold", "0"]) == 2
     assert "give it with --full" in capsys.readouterr().err
     assert main([*args, "--full", "--from-fold", "0"]) == 2
-    assert "needs that fold trained first" in capsys.readouterr().err
+    assert "needs `foldwise train" in capsys.readouterr().err
+    assert main([*args, "--full", "--from-fold", "9"]) == 2
+    assert "has no fold [9]" in capsys.readouterr().err
     assert main([*args, "--fold", "0"]) == 0
     assert main([*args, "--full", "--from-fold", "0"]) == 0
     full = ws.run_dir(comp.name, "tiny", None)

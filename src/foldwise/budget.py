@@ -223,8 +223,9 @@ def warm_start(plan: Plan, costs: dict[str, RecipeCost], images: int, fixed: flo
     candidate = estimate(replace(plan, full=True, warm=warm), costs, images, fixed)
     if candidate.total > room:
         return plan
+    first = f"fold {plan.folds[0]}, then a warm full retrain from its weights (a full one does not fit)"
     why = f"room left after the epochs: a warm full retrain from fold {plan.folds[0]}'s weights ({', '.join(warm)})"
-    return replace(candidate, reasons=[*plan.reasons, why])
+    return replace(candidate, reasons=[first, *plan.reasons[1:], why])
 
 
 def plan_table(plan: Plan, costs: dict[str, RecipeCost], start: float | None = None) -> str:

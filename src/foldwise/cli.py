@@ -69,6 +69,8 @@ def cmd_train(args, ws: Workspace) -> None:
     ]
     if args.from_fold is not None and not args.full:
         raise FoldwiseError("--from-fold K starts the full retrain from fold K's weights: give it with --full.")
+    if args.from_fold is not None:
+        fold_numbers(ws, comp, str(args.from_fold))  # a fold the folds file has, or one clear error
     warm = {r.name: args.from_fold for r in recipes} if args.from_fold is not None else None
     for run_dir in train_step(comp, ws, recipes, folds, args.force, warm_from=warm):
         print(f"done: {run_dir}")

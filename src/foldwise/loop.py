@@ -66,7 +66,7 @@ def run_pipeline(comp_dir: Path, ws: Workspace, options: RunOptions, layout: str
     names = blendable(ws, comp, [r.name for r in recipes])
     stage("3/5 blend on out-of-fold logits", blend_step(comp, ws, names, seed=0))
     if plan.full:
-        warm = {n: plan.folds[0] for n in plan.warm}
+        warm = {n: plan.folds[0] for n in plan.warm if n in names}
         start_of = f", from fold {plan.folds[0]}'s weights for {', '.join(warm)} (a warm start)" if warm else ""
         print(f"== 4/5 full retrain on all labeled data{start_of}")
         train_step(comp, ws, [r for r in recipes if r.name in names], [None], options.force, clock, warm)

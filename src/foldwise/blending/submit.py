@@ -16,7 +16,7 @@ from foldwise.data.competition import Competition
 from foldwise.data.csvfiles import read_csv
 from foldwise.data.formats import with_metric
 from foldwise.errors import FoldwiseError
-from foldwise.fileio import write_atomic
+from foldwise.fileio import sha256_file, write_atomic
 from foldwise.workspace import Workspace
 
 
@@ -36,10 +36,19 @@ def fold_average_logits(exp_dir: Path, test_ids: tuple[str, ...]) -> np.ndarray 
 
 
 def full_retrain_kind(run_dir: Path) -> str:
-    """'full retrain', or 'full retrain from fold0's weights' for a warm one (its config.yaml says)."""
+    """'full retrain', or 'full retrain from fold0's weights' for a warm one (its config.yaml says), which must have
+    started from the fold model now on disk: a fold trained again since would leave it predicting from old weights."""
     config = run_dir / "config.yaml"
     start = (yaml.safe_load(config.read_text()) or {}).get("init_from") if config.is_file() else None
-    return f"full retrain from {start['run']}'s weights" if start else "full retrain"
+    if not start:
+        return "full retrain"
+    fold_model = run_dir.parent / start["run"] / "model.pt"
+    if not fold_model.is_file() or sha256_file(fold_model) != start["model_sha256"]:
+        raise FoldwiseError(
+            f"{run_dir}: a warm full retrain from {fold_model}, which has changed since (or is gone); train it again "
+            f"(`foldwise train ... --full --from-fold {start['run'].removeprefix('fold')}`) or remove {run_dir}."
+        )
+    return f"full retrain from {start['run']}'s weights"
 
 
 def load_test_logits(exp_dir: Path, test_ids: tuple[str, ...]) -> tuple[np.ndarray, str]:

@@ -96,7 +96,7 @@ def resume(run_dir: Path, meta: dict, trainer: Trainer, generator: torch.Generat
     for key, what in ((TRAIN_PIXELS, "the training images"), (INIT_FROM, "the fold model it started from")):
         if state["meta"].get(key) != meta.get(key):
             log.warning("%s: %s changed since it was written; starting the run over", path, what)
-            path.unlink()
+            path.unlink(missing_ok=True)  # every rank checks; the first one removes it
             return []
     for key in (*RUN_IDENTITY, "seed"):
         if not same(key, state["meta"].get(key), meta.get(key)):

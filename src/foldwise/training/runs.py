@@ -69,12 +69,28 @@ def warm_recipe(recipe: Recipe) -> Recipe:
 
 
 def init_model(ws: Workspace, comp: Competition, recipe: Recipe, fold: int) -> Path:
-    """The model.pt of the fold a warm full retrain starts from (it must be finished)."""
-    path = ws.run_dir(comp.name, recipe.name, fold) / "model.pt"
-    if not path.is_file():
+    """The model.pt of the fold a warm full retrain starts from: finished, with this recipe's network, these classes
+    and the current folds file (else its weights would not load, or would carry another split)."""
+    run_dir = ws.run_dir(comp.name, recipe.name, fold)
+    path = run_dir / "model.pt"
+    train_it = f"`foldwise train input/{comp.name} -c {recipe.name} --fold {fold}`"
+    if not path.is_file() or not (run_dir / "config.yaml").is_file():
+        raise FoldwiseError(f"{path}: missing; a full retrain from fold {fold}'s weights needs {train_it} first.")
+    found = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    recorded = (comparable_recipe(found.get("recipe")) or {}).get("model")
+    differs = [
+        what
+        for what, same_value in (
+            ("network (model section)", recorded == comparable_recipe(recipe.to_dict())["model"]),
+            ("classes", found.get("classes") == list(comp.classes)),
+            ("folds file", found.get("folds_sha256") == sha256_file(ws.folds_csv(comp.name))),
+        )
+        if not same_value
+    ]
+    if differs:
         raise FoldwiseError(
-            f"{path}: missing; a full retrain from fold {fold}'s weights needs that fold trained first "
-            f"(`foldwise train input/{comp.name} -c {recipe.name} --fold {fold}`)."
+            f"{run_dir}: trained with another {differs[0]}; a warm full retrain cannot start from it. "
+            f"Train that fold again ({train_it} --force) or retrain in full without --from-fold."
         )
     return path
 
@@ -180,12 +196,17 @@ def same(key: str, old, new) -> bool:
 
 
 def run_status(run_dir: Path, fold: int | None, meta: dict) -> str:
-    """'done' when this exact run finished; 'train' when it did not, or its training images changed since; 'predict'
-    when only the test images changed (model.pt predicts them again). A finished run of another recipe, folds,
-    classes or weights file is an error, never replaced without --force."""
+    """'done' when this exact run finished; 'train' when it did not, or its training images or the fold model a warm
+    full retrain started from changed since, or a full retrain is wanted warm where it was cold (or the other way,
+    as a rerun's time budget may plan); 'predict' when only the test images changed (model.pt predicts them again).
+    A finished run of another recipe, folds, classes or weights file is an error, never replaced without --force."""
     if not is_finished(run_dir, fold):
         return "train"
     old = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    if bool(old.get(INIT_FROM)) != bool(meta.get(INIT_FROM)):
+        kind = "warm, from a fold's weights" if old.get(INIT_FROM) else "from scratch"
+        log.warning("%s: trained %s; this plan wants the other kind: training it again", run_dir, kind)
+        return "train"
     for key in RUN_IDENTITY:
         if not same(key, old.get(key), meta.get(key)):
             raise FoldwiseError(
