@@ -10,7 +10,7 @@
 - report: write_report(reuse=True), as the loop's second report, against a full redraw, on the ordinal demo after
   `foldwise run` with a 1-epoch cpu-cnn (2 folds).
 - gallery: plots.gallery of 36 thumbnails with 3-line captions (fixed margins) against the same figure laid out by
-  tight_layout, as it was drawn before.
+  tight_layout (`tight=True`), as it was drawn before.
 """
 
 from __future__ import annotations
@@ -128,30 +128,13 @@ def bench_report() -> None:
         print(f"report on the ordinal demo: full redraw {full_s:.2f} s, reuse {reuse_s:.2f} s; {full_s / reuse_s:.1f}x")
 
 
-def tight_gallery(images, titles, path: Path, columns: int = 6) -> None:
-    """The gallery as drawn before: the same grid, laid out by tight_layout."""
-    import matplotlib.pyplot as plt
-
-    from foldwise.reporting.plots import save
-
-    rows = -(-len(images) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.4 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, image, text in zip(axes.flat, images, titles):
-        ax.imshow(image, interpolation="nearest")
-        ax.set_title(text, fontsize=7)
-    fig.suptitle("gallery", fontsize=10)
-    save(fig, path)
-
-
 def bench_gallery() -> None:
     from foldwise.reporting.plots import gallery
 
     images = list(np.random.default_rng(0).integers(0, 255, (36, 64, 64, 3), dtype=np.uint8))
     titles = [f"id{i:05d}\ntrue class {i % 10}\npred class {(i + 1) % 10} 0.{90 + i % 10}" for i in range(36)]
     with tempfile.TemporaryDirectory(prefix="foldwise-gallery-") as tmp:
-        old_s, _ = timed(tight_gallery, images, titles, Path(tmp) / "old.png")
+        old_s, _ = timed(lambda: gallery(images, titles, Path(tmp) / "old.png", "gallery", tight=True))
         new_s, _ = timed(gallery, images, titles, Path(tmp) / "new.png", "gallery")
     print(f"gallery of 36 thumbnails: tight_layout {old_s:.2f} s, fixed margins {new_s:.2f} s; {new_s / old_s:.2f}")
 

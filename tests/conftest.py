@@ -43,6 +43,19 @@ def tiny_comp(tmp_path: Path) -> Path:
     return make_tiny_competition(tmp_path / "input" / "tiny")
 
 
+@pytest.fixture
+def ready(tiny_comp):
+    """The tiny competition with 5 folds written (seed 0), and its workspace."""
+    from foldwise.data.folds import make_folds, write_folds
+    from foldwise.data.formats import load_competition
+    from foldwise.workspace import Workspace
+
+    ws = Workspace(tiny_comp.parents[1])
+    comp = load_competition(tiny_comp)
+    write_folds(make_folds(comp, k=5, seed=0), ws.folds_csv(comp.name), k=5, seed=0)
+    return comp, ws
+
+
 def tiny_recipe(name: str = "tiny", **sections):
     """A seconds-fast recipe: the small CNN at 8 px for 2 epochs (override any section's keys)."""
     base = {

@@ -9,21 +9,9 @@ import torch
 import yaml
 
 from conftest import reload_run, tiny_recipe
-from foldwise.data.folds import make_folds, write_folds
-from foldwise.data.formats import load_competition
 from foldwise.errors import FoldwiseError
 from foldwise.training.runs import fold_numbers
 from foldwise.training.train import train_run
-from foldwise.workspace import Workspace
-
-
-@pytest.fixture
-def ready(tiny_comp):
-    """A tiny competition with 5 folds written, and its workspace."""
-    ws = Workspace(tiny_comp.parents[1])
-    comp = load_competition(tiny_comp)
-    write_folds(make_folds(comp, k=5, seed=0), ws.folds_csv(comp.name), k=5, seed=0)
-    return comp, ws
 
 
 def test_oof_ids_are_exactly_the_fold_ids(ready):

@@ -15,21 +15,10 @@ from conftest import tiny_recipe
 from foldwise.blending.submit import load_test_logits
 from foldwise.budget import RecipeCost, make_plan, plan_table
 from foldwise.cli import main
-from foldwise.data.folds import make_folds, write_folds
 from foldwise.data.formats import load_competition
 from foldwise.errors import FoldwiseError
 from foldwise.training.runs import REFIT_LR_SCALE, REFIT_SHARE, plan_run
 from foldwise.training.train import prepare, train_run
-from foldwise.workspace import Workspace
-
-
-@pytest.fixture
-def ready(tiny_comp):
-    """A tiny competition with 5 folds written, and its workspace."""
-    ws = Workspace(tiny_comp.parents[1])
-    comp = load_competition(tiny_comp)
-    write_folds(make_folds(comp, k=5, seed=0), ws.folds_csv(comp.name), k=5, seed=0)
-    return comp, ws
 
 
 def test_a_warm_full_retrain_starts_from_the_fold_model_with_a_gentler_schedule(ready):

@@ -159,8 +159,11 @@ def accuracy_vs_models(rows: list[dict], probs: dict[str, np.ndarray], labels: n
     save(fig, path)
 
 
-def gallery(images: list[np.ndarray], titles: list[str], path: Path, title: str, columns: int = 6) -> None:
-    """Thumbnails in a grid, each with its caption (ids, labels, probabilities)."""
+def gallery(
+    images: list[np.ndarray], titles: list[str], path: Path, title: str, columns: int = 6, tight: bool = False
+) -> None:
+    """Thumbnails in a grid, each with its caption (ids, labels, probabilities); `tight` lays it out by tight_layout
+    as before (what bench/bench_blend_speed.py measures against)."""
     rows = max(1, -(-len(images) // columns))
     fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.4 * rows), squeeze=False)
     for ax in axes.flat:
@@ -171,5 +174,6 @@ def gallery(images: list[np.ndarray], titles: list[str], path: Path, title: str,
     fig.suptitle(title, fontsize=10, y=1 - 0.08 / (2.4 * rows))
     # Fixed margins for the 3-line captions instead of tight_layout, which measures every thumbnail's text: 1.8 s
     # against 2.5 s for 36 thumbnails on the 2-core CPU (bench/bench_blend_speed.py).
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.75 / (2.4 * rows), wspace=0.08, hspace=0.55)
-    save(fig, path, tight=False)
+    if not tight:
+        fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.75 / (2.4 * rows), wspace=0.08, hspace=0.55)
+    save(fig, path, tight=tight)
