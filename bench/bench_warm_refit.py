@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from bench_defaults import unpack  # noqa: E402
 
 from foldwise.config import load_recipe  # noqa: E402
-from foldwise.training.runs import REFIT_LR_SCALE, REFIT_SHARE  # noqa: E402
+from foldwise.training.runs import REFIT_LR_SCALE, warm_epochs  # noqa: E402
 
 
 def foldwise(root: Path, *args: str) -> None:
@@ -90,7 +90,7 @@ def main() -> int:
         rows = []
         foldwise(root, *base, "--fold", "0")
         rows.append(row("fold 0", root / "output" / args.data / recipe / "fold0", epochs * fold_rows, key))
-        warm_epochs = max(1, math.ceil(REFIT_SHARE * epochs))
+        refit = warm_epochs(epochs)
         lr = load_recipe(recipe).optim.lr
         for scale in (float(s) for s in args.lr_scales.split(",")):
             kept = root / "warm" / f"lr{scale}"
@@ -98,8 +98,8 @@ def main() -> int:
                 lr_set = ["--set", f"optim.lr={lr * scale / REFIT_LR_SCALE:.6g}"]
                 foldwise(root, *base, *lr_set, "--full", "--from-fold", "0", "--force")
                 shutil.copytree(root / "output" / args.data / recipe / "full", kept, dirs_exist_ok=True)
-            rows.append(row(f"fold 0 + warm full (lr x{scale})", kept, warm_epochs * train_rows, key))
-        more = epochs + math.ceil(warm_epochs * train_rows / fold_rows)  # at least as many images as the warm run
+            rows.append(row(f"fold 0 + warm full (lr x{scale})", kept, refit * train_rows, key))
+        more = epochs + math.ceil(refit * train_rows / fold_rows)  # at least as many images as the warm run
         longer = root / "longer"
         (longer / "folds").mkdir(parents=True, exist_ok=True)
         for name in (f"{args.data}.csv", f"{args.data}.json"):

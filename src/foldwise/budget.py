@@ -107,10 +107,9 @@ def recipe_cost(recipe, comp, k: int, device) -> tuple[RecipeCost, float]:
 
 def full_epochs_of(plan: Plan, name: str) -> int:
     """Epochs of a recipe's full retrain: its fold epochs, or runs.warm_recipe's share of them when it is warm."""
-    from foldwise.training.runs import REFIT_SHARE
+    from foldwise.training.runs import warm_epochs
 
-    epochs = plan.epochs[name]
-    return max(1, math.ceil(REFIT_SHARE * epochs)) if name in plan.warm else epochs
+    return warm_epochs(plan.epochs[name]) if name in plan.warm else plan.epochs[name]
 
 
 def full_seconds(plan: Plan, cost: RecipeCost) -> float:

@@ -67,11 +67,12 @@ def cmd_train(args, ws: Workspace) -> None:
         replace(r, optim=replace(r.optim, epochs=int(epochs[r.name]))) if r.name in epochs else r
         for r in load_recipes(args.config, args.set)
     ]
-    if args.from_fold is not None and not args.full:
-        raise FoldwiseError("--from-fold K starts the full retrain from fold K's weights: give it with --full.")
+    warm = None
     if args.from_fold is not None:
+        if not args.full:
+            raise FoldwiseError("--from-fold K starts the full retrain from fold K's weights: give it with --full.")
         fold_numbers(ws, comp, str(args.from_fold))  # a fold the folds file has, or one clear error
-    warm = {r.name: args.from_fold for r in recipes} if args.from_fold is not None else None
+        warm = {r.name: args.from_fold for r in recipes}
     for run_dir in train_step(comp, ws, recipes, folds, args.force, warm_from=warm):
         print(f"done: {run_dir}")
 

@@ -58,14 +58,20 @@ def run_seed(recipe: Recipe, fold: int | None) -> int:
     return recipe.run.seed * 100 + (99 if fold is None else fold)
 
 
+def warm_epochs(epochs: int) -> int:
+    """Epochs of a warm full retrain after a fold of `epochs`: REFIT_SHARE of them, at least one."""
+    return max(1, math.ceil(REFIT_SHARE * epochs))
+
+
 def warm_recipe(recipe: Recipe) -> Recipe:
     """The recipe of a full retrain that starts from a fold model's weights instead of from scratch: REFIT_SHARE of
     the fold's epochs at REFIT_LR_SCALE of its learning rate: the held-out fifth learned from for about 0.4 of a
     fold's cost, when a time budget has room for that but not for a full retrain (budget.warm_start; measured in
     README "Time budget")."""
-    optim = recipe.optim
-    epochs = max(1, math.ceil(REFIT_SHARE * optim.epochs))
-    return dataclasses.replace(recipe, optim=dataclasses.replace(optim, epochs=epochs, lr=optim.lr * REFIT_LR_SCALE))
+    optim = dataclasses.replace(
+        recipe.optim, epochs=warm_epochs(recipe.optim.epochs), lr=recipe.optim.lr * REFIT_LR_SCALE
+    )
+    return dataclasses.replace(recipe, optim=optim)
 
 
 def init_model(ws: Workspace, comp: Competition, recipe: Recipe, fold: int) -> Path:
