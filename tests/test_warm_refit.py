@@ -59,6 +59,17 @@ def test_a_warm_full_retrain_starts_from_the_fold_model_with_a_gentler_schedule(
     assert yaml.safe_load((full_dir / "config.yaml").read_text())["init_from"]["run"] == "fold0"
 
 
+def test_a_fold_model_trained_again_after_the_warm_run_was_planned_is_refused(ready):
+    """The digest config.yaml records is the one of the weights loaded: a fold retrained in between is an error."""
+    comp, ws = ready
+    recipe = tiny_recipe()
+    train_run(comp, recipe, 0, ws)
+    plan = plan_run(comp, recipe, None, ws, warm_from=0)
+    train_run(comp, replace(recipe, run=replace(recipe.run, seed=1)), 0, ws, force=True)
+    with pytest.raises(FoldwiseError, match="fold0/model.pt changed after tiny full from fold0 was planned"):
+        prepare(plan)
+
+
 def test_a_warm_start_refuses_a_fold_model_of_another_network(ready):
     comp, ws = ready
     train_run(comp, tiny_recipe(model={"kwargs": {"widths": [8, 16, 32]}}), 0, ws)

@@ -9,6 +9,8 @@ checkpoints) -> `finish` (OOF and test logits, artifacts, model.pt).
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -21,6 +23,7 @@ from sklearn.model_selection import train_test_split
 from foldwise.config import Recipe
 from foldwise.data.cache import cached_images
 from foldwise.data.competition import Competition
+from foldwise.errors import FoldwiseError
 from foldwise.fileio import save_npz, write_atomic, write_text_atomic
 from foldwise.metrics import metric
 from foldwise.training import checkpoint, features
@@ -34,7 +37,7 @@ from foldwise.training.lock import claim
 from foldwise.training.models import create_model, normalization
 from foldwise.training.predict import predict_again
 from foldwise.training.probe import resolved
-from foldwise.training.runs import TEST_PIXELS, RunPlan, fold_rows, full_epochs, plan_run, repeat_of
+from foldwise.training.runs import INIT_FROM, TEST_PIXELS, RunPlan, fold_rows, full_epochs, plan_run, repeat_of
 from foldwise.training.stream import choose_pipeline
 from foldwise.training.weights import resolve_weights_file
 from foldwise.workspace import Workspace
@@ -105,7 +108,7 @@ def prepare(plan: RunPlan) -> Run:
     init_rows = spread_sample(train_rows, labels, WHITENING_IMAGES, meta["seed"])
     init_data_dependent(model, images[0], init_rows, mean, std, recipe.run.channels_last)
     if plan.init_from is not None:  # a warm full retrain: the fold model's weights, then a short schedule
-        model.load_state_dict(torch.load(plan.init_from, map_location="cpu", weights_only=False)["state_dict"])
+        model.load_state_dict(fold_weights(plan))
     trained, trainer_recipe, train, test = make_inputs(plan, model, images, (mean, std), bf16)
     meta["pipeline"] = "features" if trained is not model else choose_pipeline_of(train)
     epochs, meta["epochs_source"] = (recipe.optim.epochs, "recipe") if plan.fold is not None else full_epochs(plan)
@@ -117,6 +120,18 @@ def prepare(plan: RunPlan) -> Run:
     norm = (mean.flatten().tolist(), std.flatten().tolist())
     valid = torch.tensor(valid_rows, dtype=torch.long)
     return Run(plan, device, dist, generator, model, trainer, test, valid, epochs, norm)
+
+
+def fold_weights(plan: RunPlan) -> dict:
+    """The state dict a warm full retrain starts from: the fold's model.pt, read once and checked against the digest
+    its config.yaml records, so a fold trained again after this run was planned is refused, not silently used."""
+    data = plan.init_from.read_bytes()
+    if hashlib.sha256(data).hexdigest() != plan.meta[INIT_FROM]["model_sha256"]:
+        raise FoldwiseError(
+            f"{plan.init_from} changed after {plan.name} was planned from it (was that fold trained again "
+            "meanwhile?); run the command again once it has finished."
+        )
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)["state_dict"]
 
 
 def choose_pipeline_of(inputs: Inputs) -> str:
