@@ -15,6 +15,18 @@ from foldwise.data.demo import write_competition
 CLASSES = [str(c) for c in range(10)]
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (tests/run), each worker, and every process it starts, takes its share of the cores as
+    torch threads: two workers whose torch pools both spin on all cores slow each other far more than 2x."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
+    if workers > 1:
+        threads = max(1, len(os.sched_getaffinity(0)) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def probe_cache(tmp_path_factory):
     """Speed probes (training/probe.py) are cached in a folder of the test session, not the user's home."""
