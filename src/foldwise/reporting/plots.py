@@ -160,7 +160,8 @@ def accuracy_vs_models(rows: list[dict], probs: dict[str, np.ndarray], labels: n
 
 
 GALLERY_CELL = (170, 190)  # px per thumbnail (width, height): its caption of up to 3 lines, then the picture
-GALLERY_PICTURE = 140  # px: a picture's longer side at most, enlarged by a whole factor (nearest) to stay sharp
+GALLERY_PICTURE = 140  # px: a thumbnail's longer side at most, enlarged by a whole factor (nearest) to stay sharp
+GALLERY_HEAD = 30  # px above the grid for the figure's title
 
 
 def gallery(images: list[np.ndarray], titles: list[str], path: Path, title: str, columns: int = 6) -> None:
@@ -168,7 +169,7 @@ def gallery(images: list[np.ndarray], titles: list[str], path: Path, title: str,
     (figimage and text) rather than in an Axes each: 0.44-0.65 s against 0.98-1.35 s for 36 thumbnails on the 2-core
     CPU (bench/bench_blend_speed.py)."""
     rows = max(1, -(-len(images) // columns))
-    (cell_w, cell_h), head = GALLERY_CELL, 30
+    (cell_w, cell_h), head = GALLERY_CELL, GALLERY_HEAD
     width, height = columns * cell_w, head + rows * cell_h
     fig = plt.figure(figsize=(width / 100, height / 100), dpi=100)
     fig.text(0.5, 1 - 8 / height, title, ha="center", va="top", fontsize=10)
@@ -184,17 +185,11 @@ def gallery(images: list[np.ndarray], titles: list[str], path: Path, title: str,
 
 
 def sized_picture(image: np.ndarray) -> np.ndarray:
-    """uint8 RGB (h, w, 3) of a gallery thumbnail: enlarged by the largest whole factor that keeps its longer side
-    within GALLERY_PICTURE (each pixel a square, as imshow's nearest showed it), or shrunk to it when larger."""
+    """uint8 RGB (h, w, 3) of a gallery thumbnail (reporting.gallery.thumbnails has already resized it to THUMBNAIL
+    px) enlarged by the largest whole factor that keeps its longer side within GALLERY_PICTURE: each source pixel a
+    flat square, as imshow's nearest showed it."""
     picture = np.asarray(image, dtype=np.uint8)
     if picture.ndim == 2:
-        picture = np.repeat(picture[..., None], 3, axis=2)
-    longer = max(picture.shape[:2])
-    if longer > GALLERY_PICTURE:
-        from PIL import Image
-
-        shrunk = Image.fromarray(picture[..., :3])
-        shrunk.thumbnail((GALLERY_PICTURE, GALLERY_PICTURE))
-        return np.asarray(shrunk)
-    scale = GALLERY_PICTURE // longer
+        picture = np.stack([picture] * 3, axis=-1)
+    scale = max(1, GALLERY_PICTURE // max(picture.shape[:2]))
     return picture[..., :3].repeat(scale, axis=0).repeat(scale, axis=1)
