@@ -59,8 +59,8 @@ def test_the_plan_degrades_in_order(minutes, folds, full, recipes, epochs):
 
 
 def test_one_fold_without_the_full_retrain_names_the_model_that_predicts():
-    plan = make_plan(costs(), ["a"], [0], 1000, 10.0, 4 * 60)
-    assert (plan.folds, plan.full, plan.epochs) == ([0], False, {"a": 15})
+    plan = make_plan(costs(), ["a"], [0], 1000, 10.0, 3.5 * 60)  # a warm full retrain would need 221 s
+    assert (plan.folds, plan.full, plan.epochs) == ([0], False, {"a": 13})
     assert plan.reasons[0] == "the full retrain left out: fold 0's model predicts the test images"
 
 
@@ -157,20 +157,26 @@ def test_a_tiny_budget_ends_in_time_with_a_valid_submission(tmp_path):
 
 
 def test_a_rerun_keeps_the_epochs_its_finished_runs_trained_for(tmp_path):
-    """A rerun with the same budget plans other epochs once the probes are cached; finished runs keep theirs."""
-    from types import SimpleNamespace
-
+    """A rerun with the same budget plans other epochs once the probes are cached; finished runs keep theirs, also
+    those of a recipe at the images' own size (image_size 0), whose runs record the size resolved."""
     from foldwise.budget import Plan
+    from foldwise.data.formats import load_competition
     from foldwise.loop import keep_finished_epochs, with_epochs
+    from foldwise.training.runs import resolve_recipe
     from foldwise.workspace import Workspace
 
-    recipe, comp, ws = tiny_recipe(), SimpleNamespace(name="c"), Workspace(tmp_path)
+    comp = load_competition(make_tiny_competition(tmp_path / "input" / "c"))
+    recipe, ws = tiny_recipe(data={"image_size": 0}), Workspace(tmp_path)
+    recorded = resolve_recipe(recipe, comp)  # what a run records
+    assert (recipe.data.image_size, recorded.data.image_size) == (0, 16)  # 8 px digits, at least 16
     plan = Plan([recipe.name], {recipe.name: recipe.optim.epochs + 3}, [0], False)
     run = ws.comp_dir("c") / recipe.name / "fold0"
     run.mkdir(parents=True)
-    other = replace(recipe, optim=replace(recipe.optim, lr=recipe.optim.lr * 2))
+    other = replace(recorded, optim=replace(recorded.optim, lr=recorded.optim.lr * 2))
     (run / "config.yaml").write_text(yaml.safe_dump({"recipe": with_epochs(other, recipe.optim.epochs + 2).to_dict()}))
     assert keep_finished_epochs(plan, ws, comp, [recipe]).epochs == plan.epochs  # another recipe's run: no say
-    (run / "config.yaml").write_text(yaml.safe_dump({"recipe": with_epochs(recipe, recipe.optim.epochs + 2).to_dict()}))
+    (run / "config.yaml").write_text(
+        yaml.safe_dump({"recipe": with_epochs(recorded, recipe.optim.epochs + 2).to_dict()})
+    )
     kept = keep_finished_epochs(plan, ws, comp, [recipe])
     assert kept.epochs == {recipe.name: recipe.optim.epochs + 2} and "keeps its" in kept.reasons[-1]

@@ -99,15 +99,14 @@ def planned(comp, recipes: list, folds: list[int], k: int, time_budget: str, sta
 
 def keep_finished_epochs(plan, ws: Workspace, comp, recipes: list):
     """A recipe with runs already finished keeps the epochs they trained for: another count would make it another
-    recipe, refused as such; a rerun with the same budget can plan other epochs (its probes are cached by then)."""
+    recipe, refused as such; a rerun with the same budget can plan other epochs (its probes are cached by then). Runs
+    record data.image_size 0 ("the images' own") resolved, so the recipes are compared resolved too."""
     import yaml
 
-    from foldwise.training.runs import same
+    from foldwise.training.runs import resolve_recipe, same
 
     epochs = dict(plan.epochs)
-    for recipe in recipes:
-        if recipe.name not in epochs:
-            continue
+    for recipe in (resolve_recipe(r, comp) for r in recipes if r.name in epochs):  # as recorded: image size resolved
         for config in sorted((ws.comp_dir(comp.name) / recipe.name).glob("*/config.yaml")):
             found = yaml.safe_load(config.read_text()).get("recipe") or {}
             trained = (found.get("optim") or {}).get("epochs")
