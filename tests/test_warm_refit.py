@@ -106,22 +106,30 @@ def costs(epoch_seconds: float = 10.0) -> dict[str, RecipeCost]:
 
 
 @pytest.mark.parametrize("folds", [[0], [0, 1, 2, 3, 4]])
-def test_room_left_after_the_epochs_goes_to_a_warm_full_retrain(folds):
-    """Fold 0 + the full retrain does not fit 90% of 590 s (546 s); fold 0 alone does, its epochs are raised to the
-    cap (15) and a warm full retrain of 5 epochs still fits (521 s). With 500 s the epochs take the room."""
+def test_a_warm_full_retrain_comes_before_fold_0_alone(folds):
+    """Fold 0 + the full retrain does not fit 90% of 590 s (546 s of 531 s); fold 0 + a warm full retrain of 3 epochs
+    does (371 s), and its epochs are raised to the cap (15 fold, 5 warm: 521 s). With 500 s (450 s) the epochs rise
+    to 12 (4 warm: 436 s; 13 would take 456 s); with 400 s (360 s) not even the warm rung fits, and fold 0 alone
+    takes the room (13 epochs)."""
     warm = make_plan(costs(), ["a", "b", "f"], folds, 1000, 10.0, 590)
     assert (warm.folds, warm.full, warm.warm, warm.epochs["a"]) == ([0], True, ["a", "b"], 15)
-    assert warm.reasons[-1] == "room left after the epochs: a warm full retrain from fold 0's weights (a, b)"
+    assert warm.reasons == [
+        "fold 0, then a warm full retrain from its weights (a, b): a full one does not fit",
+        "room to spare: more epochs (a 10 -> 15, b 10 -> 15)",
+    ]
     assert warm.seconds["full retrain"] == pytest.approx(2 * (5 * 12.5 + 5) + (30 * 0.05 + 1.0))
     table = plan_table(warm, costs())
     assert "| a | 0 | 15 | 1,000 | 2.6 | 1.1 (from fold 0, 5 epochs) |" in table
     assert "| f | 0 | 30 | 1,000 | 0.0 | 0.0 |" in table  # cached features: a cold full retrain
-    epochs_only = make_plan(costs(), ["a", "b", "f"], folds, 1000, 10.0, 500)
-    assert (epochs_only.full, epochs_only.warm, epochs_only.epochs["a"]) == (False, [], 15)
+    fewer = make_plan(costs(), ["a", "b", "f"], folds, 1000, 10.0, 500)
+    assert (fewer.full, fewer.warm, fewer.epochs["a"], fewer.total) == (True, ["a", "b"], 12, pytest.approx(436.0))
+    assert "(from fold 0, 4 epochs)" in plan_table(fewer, costs())
+    alone = make_plan(costs(), ["a", "b", "f"], folds, 1000, 10.0, 400)
+    assert (alone.full, alone.warm, alone.epochs["a"]) == (False, [], 13)
     roomy = make_plan(costs(), ["a", "b", "f"], folds, 1000, 10.0, 11 * 60)
     assert roomy.full and not roomy.warm  # the full retrain itself fits
     features = make_plan(costs(), ["f"], folds, 1000, 10.0, 590)
-    assert not features.warm
+    assert features.full and not features.warm  # features: the full retrain costs moments
 
 
 def test_foldwise_run_follows_a_plan_with_a_warm_full_retrain(tmp_path, monkeypatch, capsys):

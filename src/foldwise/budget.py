@@ -6,15 +6,16 @@
 
 The plan degrades in a fixed order until it fits 90% of the budget (the rest absorbs estimation error):
 all folds + full retrain -> all folds, the fold models' average standing in for the full retrain -> fold 0 + full
-retrain -> fold 0 alone -> fewer epochs (down to half the recipe's) -> fewer recipes (the last named goes first;
-the defaults name the strongest first) -> one recipe with as many epochs as fit. A plan that fits with room to spare
-trains the recipes that learn from scratch for more epochs instead (up to MAX_EPOCH_SHARE of their own; fine-tuned
-and cached-feature recipes keep theirs): on cifar10-50k with 60 minutes the full retrain does not fit, and fold 0
-alone at the recipe's 10 epochs left 21 of them unused. Room still left by a one-fold plan then goes to a warm full
-retrain (from the fold's weights, 30% of its epochs at 30% of its learning rate: runs.warm_recipe), which shows the
-model the held-out fifth. While it runs, every run re-plans its remaining epochs from its measured epoch times
-(train.fit) so it ends by its deadline with its learning rate annealed, and a stage that no longer fits is skipped
-with the submission still written.
+retrain -> fold 0 + a warm full retrain -> fold 0 alone -> fewer epochs (down to half the recipe's) -> fewer recipes
+(the last named goes first; the defaults name the strongest first) -> one recipe with as many epochs as fit. The warm
+full retrain starts from the fold's weights and trains 30% of its epochs at 30% of its learning rate
+(runs.warm_recipe): it shows the model the held-out fifth for about 0.4 of a fold's cost. A plan that fits with room to
+spare trains the recipes that learn from scratch for more epochs (up to MAX_EPOCH_SHARE of their own; fine-tuned and
+cached-feature recipes keep theirs), a warm retrain's following its fold's. On cifar10-50k with 60 minutes: fold 0
+alone at the recipe's 10 epochs left 21 of them unused, raised to 15 epochs it scored 89.6% on the key, and 3 warm
+epochs on all rows after those lifted it to 90.1% (README "Time budget"). While it runs, every run re-plans its
+remaining epochs from its measured epoch times (train.fit) so it ends by its deadline with its learning rate
+annealed, and a stage that no longer fits is skipped with the submission still written.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class RecipeCost:
     full_epoch_seconds: float  # one epoch of the full retrain
     once: float  # features extracted once, or 0
     grows: bool = True  # may train more epochs when the budget has room: from scratch (not pretrained, not features)
+    full_extra: float | None = None  # the full retrain's: test prediction only (None: as fold_extra)
 
 
 @dataclass(frozen=True)
@@ -99,10 +101,13 @@ def recipe_cost(recipe, comp, k: int, device) -> tuple[RecipeCost, float]:
         cost = RecipeCost(recipe.name, recipe.optim.epochs, speed.train_ips, 0.05, 1.0, 0.05, once, grows=False)
         return cost, probed
     epoch = train / speed.train_ips + valid / speed.infer_ips
-    extra = (valid + n_test) * views / speed.infer_ips + 2.0
+    extra, full_extra = ((rows * views / speed.infer_ips + 2.0) for rows in (valid + n_test, n_test))
     scratch = not (recipe.model.pretrained or recipe.model.pretrained_file)
     full_epoch = n / speed.train_ips
-    return RecipeCost(recipe.name, recipe.optim.epochs, speed.train_ips, epoch, extra, full_epoch, 0.0, scratch), probed
+    cost = RecipeCost(
+        recipe.name, recipe.optim.epochs, speed.train_ips, epoch, extra, full_epoch, 0.0, scratch, full_extra
+    )
+    return cost, probed
 
 
 def full_epochs_of(plan: Plan, name: str) -> int:
@@ -114,7 +119,10 @@ def full_epochs_of(plan: Plan, name: str) -> int:
 
 def full_seconds(plan: Plan, cost: RecipeCost) -> float:
     """One recipe's full retrain (0 when the plan has none)."""
-    return full_epochs_of(plan, cost.name) * cost.full_epoch_seconds + cost.fold_extra if plan.full else 0.0
+    if not plan.full:
+        return 0.0
+    extra = cost.fold_extra if cost.full_extra is None else cost.full_extra
+    return full_epochs_of(plan, cost.name) * cost.full_epoch_seconds + extra
 
 
 def estimate(plan: Plan, costs: dict[str, RecipeCost], images: int, fixed: float) -> Plan:
@@ -141,18 +149,22 @@ def fold_models(folds: list[int]) -> str:
 def ladder(costs: dict[str, RecipeCost], recipes: list[str], folds: list[int]):
     """Plans from the richest down, in the order the module docstring gives."""
     own = {n: costs[n].epochs for n in recipes}
-    shapes = [
-        (folds, True, "all folds and the full retrain"),
-        (folds, False, f"the full retrain left out: {fold_models(folds)} predicts the test images"),
-    ]
+    warm = [n for n in recipes if not costs[n].once]  # classifiers on cached features retrain in full in moments
+    first, alone = folds[0], f"the full retrain left out: {fold_models(folds[:1])} predicts the test images"
+    shapes = [(folds, True, [], "all folds and the full retrain")]
     if len(folds) > 1:
         shapes += [
-            ([folds[0]], True, f"fold {folds[0]} alone, then the full retrain"),
-            ([folds[0]], False, f"fold {folds[0]} alone; its model predicts the test images"),
+            (folds, False, [], f"the full retrain left out: {fold_models(folds)} predicts the test images"),
+            ([first], True, [], f"fold {first} alone, then the full retrain"),
         ]
-    for chosen, full, why in shapes:
-        yield Plan(recipes, dict(own), chosen, full, reasons=[why])
-    last_folds, last_full, why = shapes[-1]
+        alone = f"fold {first} alone; its model predicts the test images"
+    if warm:
+        why = f"fold {first}, then a warm full retrain from its weights ({', '.join(warm)}): a full one does not fit"
+        shapes.append(([first], True, warm, why))
+    shapes.append(([first], False, [], alone))
+    for chosen, full, warmed, why in shapes:
+        yield Plan(recipes, dict(own), chosen, full, warmed, reasons=[why])
+    last_folds, last_full, _, why = shapes[-1]
     for share in (0.75, MIN_EPOCH_SHARE):
         epochs = {n: max(1, round(e * share)) for n, e in own.items()}
         yield Plan(recipes, epochs, last_folds, last_full, reasons=[why, f"epochs cut to {share:.0%} of the recipes'"])
@@ -178,8 +190,7 @@ def make_plan(
     for plan in ladder(costs, recipes, folds):
         plan = estimate(plan, costs, images, fixed)
         if plan.total <= SAFETY * budget:
-            plan = grow(plan, costs, images, fixed, SAFETY * budget)
-            return replace(warm_start(plan, costs, images, fixed, SAFETY * budget), budget=budget)
+            return replace(grow(plan, costs, images, fixed, SAFETY * budget), budget=budget)
     name, last = recipes[0], estimate(Plan([recipes[0]], {recipes[0]: 1}, [folds[0]], False), costs, images, fixed)
     spare = SAFETY * budget - last.total
     epochs = max(1, 1 + math.floor(spare / costs[name].epoch_seconds)) if spare > 0 else 1
@@ -208,23 +219,6 @@ def grow(plan: Plan, costs: dict[str, RecipeCost], images: int, fixed: float, ro
         return plan
     raised = ", ".join(f"{n} {costs[n].epochs} -> {best.epochs[n]}" for n in growing)
     return replace(best, reasons=[*plan.reasons, f"room to spare: more epochs ({raised})"])
-
-
-def warm_start(plan: Plan, costs: dict[str, RecipeCost], images: int, fixed: float, room: float) -> Plan:
-    """A plan of one fold and no full retrain with room left after its epochs were raised: the full retrain warm
-    from the fold's weights (runs.warm_recipe) when it fits, so the held-out rows are learned from too. Only then:
-    on cifar10-50k with `speed` (6 epochs), 2 warm epochs on all rows lifted the key from 82.3% to 83.3%, but the same
-    training images as 3 more fold epochs reached 84.2% (README "Time budget"). Recipes on cached features keep a
-    cold full retrain, which costs moments."""
-    if plan.full or len(plan.folds) != 1 or all(costs[n].once for n in plan.recipes):
-        return plan
-    warm = [n for n in plan.recipes if not costs[n].once]
-    candidate = estimate(replace(plan, full=True, warm=warm), costs, images, fixed)
-    if candidate.total > room:
-        return plan
-    first = f"fold {plan.folds[0]}, then a warm full retrain from its weights (a full one does not fit)"
-    why = f"room left after the epochs: a warm full retrain from fold {plan.folds[0]}'s weights ({', '.join(warm)})"
-    return replace(candidate, reasons=[first, *plan.reasons[1:], why])
 
 
 def plan_table(plan: Plan, costs: dict[str, RecipeCost], start: float | None = None) -> str:

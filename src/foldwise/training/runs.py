@@ -66,7 +66,7 @@ def warm_epochs(epochs: int) -> int:
 def warm_recipe(recipe: Recipe) -> Recipe:
     """The recipe of a full retrain that starts from a fold model's weights instead of from scratch: REFIT_SHARE of
     the fold's epochs at REFIT_LR_SCALE of its learning rate: the held-out fifth learned from for about 0.4 of a
-    fold's cost, when a time budget has room for that but not for a full retrain (budget.warm_start; measured in
+    fold's cost, when a time budget has room for that but not for a full retrain (budget.ladder; measured in
     README "Time budget")."""
     optim = dataclasses.replace(
         recipe.optim, epochs=warm_epochs(recipe.optim.epochs), lr=recipe.optim.lr * REFIT_LR_SCALE
