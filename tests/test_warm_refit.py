@@ -13,7 +13,7 @@ import yaml
 
 from conftest import tiny_recipe
 from foldwise.blending.submit import load_test_logits
-from foldwise.budget import RecipeCost, make_plan, plan_table
+from foldwise.budget import Plan, RecipeCost, full_seconds, make_plan, plan_table
 from foldwise.cli import main
 from foldwise.data.formats import load_competition
 from foldwise.errors import FoldwiseError
@@ -130,6 +130,15 @@ def test_a_warm_full_retrain_comes_before_fold_0_alone(folds):
     assert roomy.full and not roomy.warm  # the full retrain itself fits
     features = make_plan(costs(), ["f"], folds, 1000, 10.0, 590)
     assert features.full and not features.warm  # features: the full retrain costs moments
+
+
+def test_the_full_retrain_is_estimated_with_the_test_prediction_alone():
+    """It holds no rows out: of a fold's prediction (held-out + test rows, with TTA) only the test rows' is left."""
+    cost = RecipeCost("a", 10, 1000.0, 10.0, 5.0, 12.5, 0.0, full_extra=2.0)
+    assert full_seconds(Plan(["a"], {"a": 10}, [0], True), cost) == 10 * 12.5 + 2.0
+    assert full_seconds(Plan(["a"], {"a": 10}, [0], True, ["a"]), cost) == 3 * 12.5 + 2.0  # warm: 30% of 10
+    assert full_seconds(Plan(["a"], {"a": 10}, [0], True), replace(cost, full_extra=None)) == 10 * 12.5 + 5.0
+    assert full_seconds(Plan(["a"], {"a": 10}, [0], False), cost) == 0.0
 
 
 def test_foldwise_run_follows_a_plan_with_a_warm_full_retrain(tmp_path, monkeypatch, capsys):
