@@ -106,13 +106,17 @@ def keep_finished_epochs(plan, ws: Workspace, comp, recipes: list):
     from foldwise.training.runs import resolve_recipe, same
 
     epochs = dict(plan.epochs)
-    for recipe in (resolve_recipe(r, comp) for r in recipes if r.name in epochs):  # as recorded: image size resolved
+    for recipe in recipes:
+        if recipe.name not in epochs:
+            continue
+        resolved = None  # as runs record it: resolved once, only when a run trained other epochs
         for config in sorted((ws.comp_dir(comp.name) / recipe.name).glob("*/config.yaml")):
             found = yaml.safe_load(config.read_text()).get("recipe") or {}
             trained = (found.get("optim") or {}).get("epochs")
             if trained in (None, epochs[recipe.name]):
                 continue
-            if not same("recipe", found, with_epochs(recipe, trained).to_dict()):
+            resolved = resolved or resolve_recipe(recipe, comp)
+            if not same("recipe", found, with_epochs(resolved, trained).to_dict()):
                 continue
             epochs[recipe.name] = trained
             plan.reasons.append(f"{recipe.name} keeps its {trained} epochs: runs of it are finished")
